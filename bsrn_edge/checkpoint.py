@@ -1,0 +1,213 @@
+"""Checkpoint reading, architecture detection and loading (imports torch lazily).
+
+``load_model`` accepts a bundled name (``bsrn-s-x4``) or a ``.pth``/``.safetensors`` file, finds the
+architecture, variant and scale from the state dict alone, and returns a :class:`LoadedModel`.
+Files are read with ``torch.load(weights_only=True)`` or safetensors: pickled code is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
+
+from ._lazy import require
+from .errors import CheckpointError
+from .variants import VARIANTS, Variant, bundled_checkpoint, get_variant
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+    from torch import nn
+
+__all__ = ["LoadedModel", "load_model", "read_state_dict", "unwrap_state_dict", "detect_variant", "sha256_file"]
+
+_WRAPPERS = ("params_ema", "params", "state_dict", "model_state_dict", "model", "net", "generator")
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A loaded network and the facts about it.
+
+    ``model`` is an eval-mode torch module mapping N×3×H×W float RGB in [0, 1] to N×3×sH×sW.
+    """
+
+    model: "nn.Module"
+    variant: Variant
+    source: str
+    sha256: str
+
+    @property
+    def name(self) -> str:
+        return self.variant.name
+
+    @property
+    def scale(self) -> int:
+        return self.variant.scale
+
+    @property
+    def min_size(self) -> int:
+        return self.variant.min_size
+
+    @property
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_state_dict(path: str | os.PathLike[str]) -> dict[str, "torch.Tensor"]:
+    """Read a checkpoint file into a flat ``name -> tensor`` dict, refusing anything but tensors."""
+    p = Path(path)
+    if not p.exists():
+        raise CheckpointError(f"{p}: no such file. Pass a .pth/.safetensors checkpoint or one of: {', '.join(VARIANTS)}")
+    if p.is_dir():
+        raise CheckpointError(f"{p}: is a directory, expected a .pth or .safetensors checkpoint file")
+    if p.stat().st_size == 0:
+        raise CheckpointError(f"{p}: the file is empty; expected a .pth or .safetensors checkpoint")
+    if p.suffix.lower() == ".safetensors":
+        st = require("safetensors.torch")
+        try:
+            raw: Any = st.load_file(str(p), device="cpu")
+        except Exception as exc:  # safetensors raises its own error types
+            raise CheckpointError(f"{p}: not a readable safetensors file ({exc}); is it truncated?") from exc
+    else:
+        torch = require("torch")
+        try:
+            raw = torch.load(str(p), map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as exc:
+            raise CheckpointError(
+                f"{p}: refused to load: the file holds pickled objects that are not tensors "
+                f"(weights_only=True). Re-save the state dict with torch.save(model.state_dict(), ...) "
+                f"or convert it to safetensors. Detail: {str(exc).splitlines()[0]}"
+            ) from exc
+        except Exception as exc:  # the restricted unpickler raises many types on foreign bytes
+            raise CheckpointError(
+                f"{p}: not a readable PyTorch checkpoint (truncated or another format?): {str(exc).splitlines()[0]}"
+            ) from exc
+    return unwrap_state_dict(raw, source=str(p))
+
+
+def unwrap_state_dict(raw: Any, source: str = "<state dict>") -> dict[str, "torch.Tensor"]:
+    """Unwrap BasicSR/Lightning-style containers and strip ``module.`` prefixes."""
+    torch = require("torch")
+    obj = raw
+    for _ in range(3):
+        if isinstance(obj, Mapping) and not _is_tensor_dict(obj, torch):
+            for key in _WRAPPERS:
+                if key in obj and isinstance(obj[key], Mapping):
+                    obj = obj[key]
+                    break
+            else:
+                break
+    if not isinstance(obj, Mapping) or not obj:
+        raise CheckpointError(f"{source}: expected a state dict (names → tensors), found {type(raw).__name__}")
+    sd = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    if not sd:
+        raise CheckpointError(f"{source}: the checkpoint holds no tensors; keys: {list(obj)[:8]}")
+    for prefix in ("module.", "model.", "_orig_mod."):
+        if all(k.startswith(prefix) for k in sd):
+            # "model." is a genuine prefix for IMDN (model.0.weight …); only strip it when it nests
+            if prefix == "model." and any(k.split(".")[1].isdigit() for k in sd):
+                continue
+            sd = {k[len(prefix):]: v for k, v in sd.items()}
+    return sd
+
+
+def _is_tensor_dict(obj: Mapping[Any, Any], torch: Any) -> bool:
+    return bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
+
+
+def detect_variant(sd: Mapping[str, "torch.Tensor"], sha256: str = "", source: str = "<state dict>") -> Variant:
+    """Find the architecture and hyper-parameters from tensor names and shapes.
+
+    A bundled checkpoint's hash picks its exact registry entry (so team18 is told apart from the
+    authors' BSRN-S); otherwise the first registered variant with the same configuration, else a
+    new descriptor named after the configuration.
+    """
+    from .models.registry import ARCHS
+
+    for arch in ARCHS.values():
+        config = arch.detect(dict(sd))
+        if config is None:
+            continue
+        matches = [v for v in VARIANTS.values() if v.arch == arch.name and v.kwargs == config]
+        for v in matches:
+            if v.checkpoint and sha256 and _bundled_sha(v) == sha256:
+                return v
+        if matches:
+            return matches[0]
+        base = next((v for v in VARIANTS.values() if v.arch == arch.name), None)
+        name = arch.name + "-" + "-".join(f"{k}{v}" for k, v in config.items())
+        if base is None:  # pragma: no cover - every arch has one entry
+            raise CheckpointError(f"{source}: architecture {arch.name} has no registry entry")
+        return replace(base, name=name, config=tuple(config.items()), scale=int(config["scale"]),
+                       checkpoint=None, origin=f"user checkpoint {source}", aliases=())
+    raise CheckpointError(
+        f"{source}: the state dict matches no known architecture (BSRN, BSRN-S, IMDN, RFDN, RLFN). "
+        f"First keys: {', '.join(list(sd)[:6])}. Is it a checkpoint of another network?"
+    )
+
+
+_SHA_CACHE: dict[str, str] = {}
+
+
+def _bundled_sha(v: Variant) -> str:
+    if v.name not in _SHA_CACHE:
+        _SHA_CACHE[v.name] = sha256_file(bundled_checkpoint(v.name))
+    return _SHA_CACHE[v.name]
+
+
+def build_model(variant: Variant) -> "nn.Module":
+    """An untrained module for ``variant`` (random init)."""
+    from .models.registry import ARCHS
+
+    return ARCHS[variant.arch].build(**variant.kwargs)
+
+
+def load_state(model: "nn.Module", sd: Mapping[str, "torch.Tensor"], source: str) -> None:
+    """Strict load; a near miss names the missing and unexpected keys and shape mismatches."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in sd]
+    unexpected = [k for k in sd if k not in own]
+    wrong = [f"{k} {tuple(sd[k].shape)} != {tuple(own[k].shape)}" for k in own if k in sd and sd[k].shape != own[k].shape]
+    if missing or unexpected or wrong:
+        def _few(xs: list[str]) -> str:
+            return ", ".join(xs[:8]) + (f" … (+{len(xs) - 8})" if len(xs) > 8 else "") if xs else "none"
+
+        raise CheckpointError(
+            f"{source}: keys do not match the detected architecture. Missing: {_few(missing)}. "
+            f"Unexpected: {_few(unexpected)}. Wrong shapes: {_few(wrong)}."
+        )
+    model.load_state_dict(dict(sd), strict=True)
+
+
+def load_model(path_or_name: str | os.PathLike[str], *, device: str = "cpu") -> LoadedModel:
+    """Load a bundled model by name or a checkpoint file, detecting its variant from the weights."""
+    text = str(path_or_name)
+    if not Path(text).exists() and not text.lower().endswith((".pth", ".pt", ".safetensors", ".ckpt")):
+        try:
+            path = bundled_checkpoint(get_variant(text).name)
+        except Exception as exc:
+            raise CheckpointError(
+                f"{text}: not a file and not a bundled model name; known names: {', '.join(VARIANTS)}"
+            ) from exc
+    else:
+        path = Path(text)
+    sd = read_state_dict(path)
+    digest = sha256_file(path)
+    variant = detect_variant(sd, sha256=digest, source=str(path))
+    model = build_model(variant)
+    load_state(model, sd, str(path))
+    model.eval().to(device)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return LoadedModel(model=model, variant=variant, source=str(path), sha256=digest)

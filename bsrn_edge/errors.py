@@ -1,0 +1,31 @@
+"""Exception hierarchy: one root, a few subclasses, messages that say what to do."""
+
+from __future__ import annotations
+
+__all__ = [
+    "BsrnEdgeError",
+    "CheckpointError",
+    "InputError",
+    "MissingDependencyError",
+    "ValidationError",
+]
+
+
+class BsrnEdgeError(Exception):
+    """Root of every error raised on purpose by bsrn-edge."""
+
+
+class CheckpointError(BsrnEdgeError):
+    """A checkpoint could not be read, or holds no architecture we know."""
+
+
+class InputError(BsrnEdgeError, ValueError):
+    """An argument or an input file is not what the function expects."""
+
+
+class MissingDependencyError(BsrnEdgeError, ImportError):
+    """An optional dependency is not installed; the message names the extra to install."""
+
+
+class ValidationError(BsrnEdgeError):
+    """An exported artifact failed its numeric validation."""

@@ -1,0 +1,27 @@
+"""Architectures we can detect from a state dict and build (imports torch)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from . import bsrn
+
+__all__ = ["ArchSpec", "ARCHS"]
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """How to recognise one architecture in a state dict and how to build it."""
+
+    name: str
+    detect: Callable[[dict[str, torch.Tensor]], "dict[str, object] | None"]
+    build: Callable[..., nn.Module]
+
+
+ARCHS: dict[str, ArchSpec] = {
+    "bsrn": ArchSpec("bsrn", bsrn.detect, bsrn.BSRN),
+}

@@ -1,0 +1,138 @@
+"""The registry of model variants. Variants are data: adding one is one entry here.
+
+This module imports neither torch nor onnxruntime, so the runtime can read it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+from .errors import InputError
+
+__all__ = ["Variant", "VARIANTS", "get_variant", "bundled_checkpoint", "BUNDLED_NAMES"]
+
+Arch = Literal["bsrn", "imdn", "rfdn", "rlfn"]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """Everything a tool needs to know about one trained network, without loading it.
+
+    ``config`` holds the constructor arguments of the architecture's module; the other fields are
+    facts about the weights (scale, origin, licence) and how to run them (size limit, tiling advice).
+    """
+
+    name: str
+    arch: Arch
+    scale: int
+    config: tuple[tuple[str, object], ...]
+    min_size: int
+    input_range: float = 1.0  # the network expects RGB in [0, input_range]
+    fp16_notes: str = ""
+    licence: str = "MIT"
+    origin: str = ""
+    checkpoint: str | None = None  # file name under bsrn_edge/weights when bundled
+    tile: int = 128  # recommended LR tile side
+    overlap: int = 16  # recommended LR overlap
+    aliases: tuple[str, ...] = field(default=())
+
+    @property
+    def kwargs(self) -> dict[str, object]:
+        return dict(self.config)
+
+    @property
+    def channels(self) -> int:
+        return int(self.kwargs["channels"])  # type: ignore[arg-type]
+
+    @property
+    def blocks(self) -> int:
+        return int(self.kwargs["blocks"])  # type: ignore[arg-type]
+
+
+_AUTHORS = "Li et al., 'Blueprint Separable Residual Network for Efficient Image Super-Resolution', CVPRW 2022"
+_CCA_NOTE = (
+    "CCA reduces over the whole tile (variance of each channel); the FP16 export keeps those nodes in FP32."
+)
+_BSRN_S_NOTE = "No whole-tile reductions; FP16 measured lossless on Set5."
+
+
+def _bsrn(scale: int, ckpt: str) -> Variant:
+    return Variant(
+        name=f"bsrn-x{scale}",
+        arch="bsrn",
+        scale=scale,
+        config=(("channels", 64), ("blocks", 8), ("scale", scale), ("small", False)),
+        min_size=15,
+        fp16_notes=_CCA_NOTE,
+        origin=f"{_AUTHORS}; authors' checkpoint {ckpt}",
+        checkpoint=ckpt,
+    )
+
+
+VARIANTS: dict[str, Variant] = {
+    v.name: v
+    for v in (
+        _bsrn(2, "net_g_BSRN_x2.pth"),
+        _bsrn(3, "net_g_BSRN_x3.pth"),
+        _bsrn(4, "net_g_BSRN_x4.pth"),
+        Variant(
+            name="bsrn-s-x4",
+            arch="bsrn",
+            scale=4,
+            config=(("channels", 48), ("blocks", 5), ("scale", 4), ("small", True)),
+            min_size=15,
+            fp16_notes=_BSRN_S_NOTE,
+            origin=f"{_AUTHORS}; authors' BSRN-S checkpoint net_g_BSRN-S.pth",
+            checkpoint="net_g_BSRN-S.pth",
+            aliases=("bsrn-s",),
+        ),
+        Variant(
+            name="bsrn-s-x4-ntire",
+            arch="bsrn",
+            scale=4,
+            config=(("channels", 48), ("blocks", 5), ("scale", 4), ("small", True)),
+            min_size=15,
+            fp16_notes=_BSRN_S_NOTE,
+            origin="NTIRE 2022 Efficient SR challenge, team 18 (XPixel) entry team18_bsrn.pth",
+            checkpoint="team18_bsrn.pth",
+        ),
+    )
+}
+
+BUNDLED_NAMES: tuple[str, ...] = tuple(n for n, v in VARIANTS.items() if v.checkpoint)
+
+
+def register(variant: Variant) -> None:
+    """Add a variant (used by the baseline architectures). Names must be unique."""
+    if variant.name in VARIANTS:
+        raise InputError(f"variant {variant.name!r} is already registered")
+    VARIANTS[variant.name] = variant
+
+
+def get_variant(name: str) -> Variant:
+    """Look a variant up by name or alias; the error lists the known names."""
+    key = name.strip().lower()
+    if key in VARIANTS:
+        return VARIANTS[key]
+    for v in VARIANTS.values():
+        if key in v.aliases:
+            return v
+    raise InputError(f"unknown model name {name!r}; known names: {', '.join(sorted(VARIANTS))}")
+
+
+def weights_dir() -> Path:
+    return Path(str(resources.files("bsrn_edge") / "weights"))
+
+
+def bundled_checkpoint(name: str) -> Path:
+    """Path of a bundled checkpoint by variant name (``bsrn-s-x4`` …)."""
+    v = get_variant(name)
+    if v.checkpoint is None:
+        raise InputError(f"model {v.name!r} has no bundled checkpoint; pass a checkpoint file instead")
+    path = weights_dir() / v.checkpoint
+    if not path.is_file():
+        raise InputError(f"bundled checkpoint {path} is missing; reinstall bsrn-edge")
+    return path

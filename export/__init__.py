@@ -1,0 +1,1 @@
+"""bsrn_edge.export: checkpoint → ONNX → simplified → FP16 → TensorRT engine."""

@@ -1,0 +1,1 @@
+"""bsrn_edge.runtime: the torch-free inference runtime."""

@@ -1,0 +1,1 @@
+"""One file per backend, behind the protocol in ``base``."""

@@ -1,0 +1,44 @@
+"""Shared fixtures: real images (never noise), the shared data folder, and skips for absent extras."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bsrn_edge._lazy import available
+from bsrn_edge.datasets import bundled_set5, shared_data_dir
+from bsrn_edge.imageio import read_rgb
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = shared_data_dir()
+SHARED_WEIGHTS = ROOT.parent / "shared" / "weights"
+
+needs_torch = pytest.mark.skipif(not available("torch"), reason="torch not installed (extra 'export')")
+needs_ort = pytest.mark.skipif(not available("onnxruntime"), reason="onnxruntime not installed (extra 'cpu')")
+
+
+def shared(*parts: str) -> Path:
+    """A path under ../shared/data, skipping the test when it is absent."""
+    if SHARED_DATA is None or not (SHARED_DATA.joinpath(*parts)).exists():
+        pytest.skip(f"../shared/data/{'/'.join(parts)} not present")
+    return SHARED_DATA.joinpath(*parts)
+
+
+@pytest.fixture(scope="session")
+def set5_dir() -> Path:
+    return bundled_set5()
+
+
+@pytest.fixture(scope="session")
+def lr_images(set5_dir: Path) -> list[np.ndarray]:
+    """The five bundled Set5 ×4 LR images, H×W×3 uint8."""
+    return [read_rgb(p) for p in sorted(set5_dir.glob("*_LR.png"))]
+
+
+@pytest.fixture(scope="session")
+def lr_batch(lr_images: list[np.ndarray]) -> np.ndarray:
+    """A real-image batch: 2×3×48×48 crops of two Set5 LR images, float32 in [0, 1]."""
+    crops = [lr_images[0][10:58, 12:60], lr_images[1][20:68, 18:66]]
+    return np.stack([c.transpose(2, 0, 1) for c in crops]).astype(np.float32) / 255.0

@@ -1,0 +1,150 @@
+"""Checkpoint loading: bundled names, detection round-trips, and clear errors for bad files."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+
+from conftest import SHARED_WEIGHTS, needs_torch
+
+pytestmark = needs_torch
+
+torch = pytest.importorskip("torch")
+
+from bsrn_edge import CheckpointError, load_model  # noqa: E402
+from bsrn_edge.checkpoint import build_model, detect_variant  # noqa: E402
+from bsrn_edge.variants import VARIANTS  # noqa: E402
+
+PARAMS = {"bsrn-x2": 331_628, "bsrn-x3": 340_283, "bsrn-x4": 352_400, "bsrn-s-x4": 156_288, "bsrn-s-x4-ntire": 156_288}
+BSRN_NAMES = [n for n, v in VARIANTS.items() if v.arch == "bsrn"]
+
+
+@pytest.mark.parametrize("name", sorted(PARAMS))
+def test_bundled_checkpoints_load_by_name(name):
+    m = load_model(name)
+    assert m.name == name
+    assert m.num_params == PARAMS[name]
+    assert m.scale == int(name.split("-x")[1][0])
+    assert m.min_size == 15
+    assert not m.model.training
+
+
+def test_team18_file_is_told_apart_from_the_authors_bsrn_s():
+    path = SHARED_WEIGHTS / "NTIRE2022_ESR" / "team18_bsrn.pth"
+    if not path.is_file():
+        pytest.skip("../shared/weights absent")
+    assert load_model(str(path)).name == "bsrn-s-x4-ntire"
+
+
+def _random_model(name: str):
+    torch.manual_seed(hash(name) % 1000)
+    model = build_model(VARIANTS[name]).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+    return model
+
+
+@pytest.mark.parametrize("name", BSRN_NAMES)
+@pytest.mark.parametrize("wrap", ["bare", "params", "params_ema", "state_dict+module", "safetensors"])
+def test_random_model_round_trips(tmp_path, lr_batch, name, wrap):
+    model = _random_model(name)
+    sd = model.state_dict()
+    path = tmp_path / ("m.safetensors" if wrap == "safetensors" else "m.pth")
+    if wrap == "safetensors":
+        from safetensors.torch import save_file
+
+        save_file({k: v.contiguous() for k, v in sd.items()}, str(path))
+    elif wrap == "bare":
+        torch.save(sd, path)
+    elif wrap == "params":
+        torch.save({"params": sd}, path)
+    elif wrap == "params_ema":
+        junk = {k: torch.zeros_like(v) for k, v in sd.items()}
+        torch.save({"params": junk, "params_ema": sd}, path)  # EMA weights win
+    else:
+        torch.save({"state_dict": {f"module.{k}": v for k, v in sd.items()}}, path)
+    loaded = load_model(str(path))
+    assert loaded.variant.kwargs == VARIANTS[name].kwargs
+    x = torch.from_numpy(lr_batch[:1, :, :24, :24])
+    with torch.no_grad():
+        assert torch.equal(model(x), loaded.model(x))
+
+
+def test_unregistered_configuration_gets_its_own_descriptor(tmp_path):
+    from bsrn_edge.models.bsrn import BSRN
+
+    model = BSRN(channels=32, blocks=3, scale=2, small=False)
+    torch.save(model.state_dict(), tmp_path / "tiny.pth")
+    loaded = load_model(str(tmp_path / "tiny.pth"))
+    assert (loaded.scale, loaded.variant.channels, loaded.variant.blocks) == (2, 32, 3)
+    assert loaded.variant.checkpoint is None
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(CheckpointError, match="no such file"):
+        load_model(str(tmp_path / "nope.pth"))
+
+
+def test_unknown_name():
+    with pytest.raises(CheckpointError, match="known names"):
+        load_model("swinir-x4")
+
+
+def test_empty_file(tmp_path):
+    p = tmp_path / "empty.pth"
+    p.write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"empty\.pth.*empty"):
+        load_model(str(p))
+
+
+def test_truncated_file(tmp_path):
+    src = load_model("bsrn-s-x4").source
+    p = tmp_path / "cut.pth"
+    p.write_bytes(open(src, "rb").read()[:5000])
+    with pytest.raises(CheckpointError, match="cut.pth.*truncated"):
+        load_model(str(p))
+
+
+def test_not_a_checkpoint(tmp_path):
+    p = tmp_path / "notes.pth"
+    p.write_text("hello, I am a text file")
+    with pytest.raises(CheckpointError, match="notes.pth"):
+        load_model(str(p))
+
+
+class _Evil:
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+def test_pickled_code_is_refused(tmp_path, capsys):
+    p = tmp_path / "evil.pth"
+    torch.save({"params": {"w": torch.zeros(1)}, "payload": _Evil()}, p)
+    with pytest.raises(CheckpointError, match="evil.pth.*refused"):
+        load_model(str(p))
+    assert "must never run" not in capsys.readouterr().out
+
+
+def test_other_architecture_is_named(tmp_path):
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Conv2d(8, 3, 3))
+    torch.save(net.state_dict(), tmp_path / "other.pth")
+    with pytest.raises(CheckpointError, match="other.pth.*matches no known architecture"):
+        load_model(str(tmp_path / "other.pth"))
+
+
+def test_near_miss_lists_missing_and_unexpected_keys(tmp_path):
+    sd = dict(load_model("bsrn-s-x4").model.state_dict())
+    sd.pop("B2.c5.bias")
+    sd["B2.extra.weight"] = torch.zeros(3)
+    torch.save(sd, tmp_path / "near.pth")
+    with pytest.raises(CheckpointError, match=r"near.pth.*Missing: B2\.c5\.bias.*Unexpected: B2\.extra\.weight"):
+        load_model(str(tmp_path / "near.pth"))
+
+
+def test_detect_reads_shapes_not_names_of_files():
+    sd = load_model("bsrn-x3").model.state_dict()
+    assert detect_variant(sd).name == "bsrn-x3"
+    assert np.isclose(sum(v.numel() for v in sd.values()), PARAMS["bsrn-x3"])
