@@ -11,6 +11,10 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
 
 from .errors import InputError
 
@@ -75,3 +79,29 @@ def shared_data_dir() -> Path | None:
     here = Path(__file__).resolve().parent.parent
     cand = here.parent / "shared" / "data"
     return cand if cand.is_dir() else None
+
+
+def bundled_arrays(scale: int) -> list[tuple[str, "np.ndarray", "np.ndarray"]]:
+    """(name, LR, HR) uint8 arrays from the bundled Set5 at any scale.
+
+    ×4 uses the bundled MATLAB-bicubic LR images; other scales crop the HR to a multiple of the
+    scale and downscale it with Pillow's bicubic (fine for comparing two backends, not for
+    comparing with published PSNR).
+    """
+    import numpy as np
+
+    from ._lazy import require
+    from .imageio import read_rgb
+
+    Image = require("PIL.Image")
+    out = []
+    for p in find_pairs(bundled_set5(), 4):
+        hr = read_rgb(p.hr)
+        if scale == 4:
+            out.append((p.name, read_rgb(p.lr), hr))
+            continue
+        h, w = (hr.shape[0] // scale) * scale, (hr.shape[1] // scale) * scale
+        hr = np.ascontiguousarray(hr[:h, :w])
+        lr = np.asarray(Image.fromarray(hr).resize((w // scale, h // scale), Image.BICUBIC))
+        out.append((p.name, lr, hr))
+    return out

@@ -1,0 +1,64 @@
+"""The metadata written into exported ONNX files (``metadata_props``) and engine sidecars.
+
+Torch-free: the runtime reads these fields instead of guessing scale and size limits.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import MISSING, asdict, dataclass, fields
+from typing import Mapping
+
+from .errors import InputError
+
+__all__ = ["ModelMeta", "META_PREFIX"]
+
+META_PREFIX = "bsrn_edge."
+
+
+@dataclass(frozen=True)
+class ModelMeta:
+    """What a deployed artifact needs to be run correctly."""
+
+    variant: str
+    arch: str
+    scale: int
+    channels: int
+    min_size: int
+    tile: int
+    overlap: int
+    checkpoint_sha256: str
+    exporter_version: str
+    precision: str = "fp32"  # fp32 | fp16
+    io_dtype: str = "float32"  # float32 | float16
+    input_range: float = 1.0
+
+    def to_props(self) -> dict[str, str]:
+        """Flat string map for ONNX ``metadata_props``."""
+        return {META_PREFIX + k: str(v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_props(cls, props: Mapping[str, str], source: str = "<model>") -> "ModelMeta":
+        """Parse ``metadata_props``; a file exported by another tool gets an error that says so."""
+        values: dict[str, object] = {}
+        missing = []
+        for f in fields(cls):
+            key = META_PREFIX + f.name
+            if key not in props:
+                if f.default is MISSING:
+                    missing.append(key)
+                continue
+            raw = props[key]
+            try:
+                values[f.name] = int(raw) if f.type in ("int", int) else float(raw) if f.type in ("float", float) else raw
+            except ValueError as exc:
+                raise InputError(f"{source}: metadata {key}={raw!r} is not a valid {f.type}") from exc
+        if missing:
+            raise InputError(
+                f"{source}: not exported by bsrn-export (metadata keys missing: {', '.join(missing)}). "
+                f"Export the checkpoint with `bsrn-export --ckpt ...`, or pass scale/min_size explicitly."
+            )
+        return cls(**values)  # type: ignore[arg-type]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)

@@ -1,0 +1,132 @@
+"""bsrn-export: a thin command line over ``bsrn_edge.export.pipeline``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from bsrn_edge.errors import BsrnEdgeError, InputError, MissingDependencyError, ValidationError
+
+from .engine_cache import EngineProfile
+
+EXIT_VALIDATION, EXIT_INPUT, EXIT_DEPENDENCY = 1, 2, 3
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="bsrn-export",
+        description="Export a BSRN checkpoint to ONNX (simplified, validated), optionally FP16, and a TensorRT engine.",
+    )
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--ckpt", help="checkpoint file (.pth/.safetensors) or bundled name (bsrn-s-x4, bsrn-x2/x3/x4, bsrn-s-x4-ntire)")
+    src.add_argument("--onnx", type=Path, help="build the TensorRT engine from an exported ONNX (no PyTorch needed)")
+    ap.add_argument("--out", type=Path, default=Path("exported"), help="output directory (default: ./exported)")
+    ap.add_argument("--fp16", action="store_true", help="also write an audited FP16 ONNX (and build the engine from it)")
+    ap.add_argument("--fp16-io", action="store_true", help="FP16 inputs and outputs too (default: FP32 I/O)")
+    ap.add_argument("--calib", type=Path, help="folder of extra real images for validation and the FP16 audit")
+    ap.add_argument("--min-tile", type=int, help="smallest LR tile side of the engine profile (default 32)")
+    ap.add_argument("--opt-tile", type=int, help="LR tile side the engine is tuned for (default: the model's tile)")
+    ap.add_argument("--max-tile", type=int, help="largest LR tile side of the engine profile (default 256)")
+    ap.add_argument("--max-batch", type=int, help="largest batch of tiles of the engine profile (default 4)")
+    eng = ap.add_mutually_exclusive_group()
+    eng.add_argument("--engine", action="store_true", help="fail when the TensorRT engine cannot be built here")
+    eng.add_argument("--no-engine", action="store_true", help="do not try to build a TensorRT engine")
+    ap.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    ap.add_argument("--opset", type=int, default=17, help="ONNX opset (≥ 17, default 17)")
+    ap.add_argument("-q", "--quiet", action="store_true", help="print only the validation table and errors")
+    return ap
+
+
+def _profile(args: argparse.Namespace, min_size: int, tile: int) -> EngineProfile:
+    from .pipeline import default_profile
+
+    d = default_profile(min_size, tile)
+    return EngineProfile(
+        min_tile=args.min_tile or d.min_tile,
+        opt_tile=args.opt_tile or max(args.min_tile or 0, min(d.opt_tile, args.max_tile or d.opt_tile)),
+        max_tile=args.max_tile or max(d.max_tile, args.opt_tile or 0),
+        max_batch=args.max_batch or d.max_batch,
+        opt_batch=1,
+    ).validate(min_size, "bsrn-export")
+
+
+def print_table(rows: list, file=sys.stdout) -> None:  # type: ignore[no-untyped-def]
+    print("| artifact | precision | max abs diff vs PyTorch fp32 | PSNR-Y PyTorch | PSNR-Y ONNX | result |", file=file)
+    print("| --- | --- | --- | --- | --- | --- |", file=file)
+    for r in rows:
+        fmt = lambda x: "–" if x != x else f"{x:.3f}"  # noqa: E731 - NaN when no HR images
+        print(f"| {r.artifact} | {r.precision} | {r.max_abs_diff:.2e} | {fmt(r.psnr_torch)} | {fmt(r.psnr_onnx)} | "
+              f"{'pass' if r.passed else 'FAIL: ' + r.reason} |", file=file)
+
+
+def _onnx_only(args: argparse.Namespace, say) -> int:  # type: ignore[no-untyped-def]
+    from bsrn_edge.meta import ModelMeta
+    from bsrn_edge.runtime.model_info import read_onnx_props
+
+    from .pipeline import build_engine_step
+
+    path: Path = args.onnx
+    if not path.is_file():
+        raise InputError(f"--onnx {path}: no such file; pass an ONNX written by bsrn-export")
+    meta = ModelMeta.from_props(read_onnx_props(path), str(path))
+    profile = _profile(args, meta.min_size, meta.tile)
+    build_engine_step(path, profile, meta.precision, "require", say)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
+    say = (lambda _m: None) if args.quiet else (lambda m: print(m, flush=True))
+    try:
+        if args.opset < 17:
+            raise InputError(f"--opset {args.opset}: opset 17 or newer is required")
+        if args.onnx is not None:
+            return _onnx_only(args, say)
+        from bsrn_edge.variants import get_variant
+
+        from .pipeline import ExportOptions, export_checkpoint
+
+        profile = None
+        if any(x is not None for x in (args.min_tile, args.opt_tile, args.max_tile, args.max_batch)):
+            try:
+                v = get_variant(args.ckpt)
+                min_size, tile = v.min_size, v.tile
+            except InputError:
+                min_size, tile = 15, 128
+            profile = _profile(args, min_size, tile)
+        opts = ExportOptions(fp16=args.fp16 or args.fp16_io, fp16_io=args.fp16_io, calib=args.calib, profile=profile,
+                             engine="require" if args.engine else "skip" if args.no_engine else "auto",
+                             force=args.force, opset=args.opset)
+        try:
+            result = export_checkpoint(args.ckpt, args.out, opts, report=say)
+        except ValidationError as exc:
+            rows = getattr(exc, "rows", None)
+            if rows:
+                print_table(rows, sys.stderr)
+            raise
+        print_table(result.validation)
+        if result.fp32_nodes and not args.quiet:
+            reasons: dict[str, int] = {}
+            for why in result.fp32_nodes.values():
+                key = why.split(" on calibration")[0]
+                reasons[key] = reasons.get(key, 0) + 1
+            say("kept in FP32: " + "; ".join(f"{n} × {k}" for k, n in reasons.items()))
+        for kind, path in result.files.items():
+            say(f"wrote {kind}: {path}")
+        return 0
+    except ValidationError as exc:
+        print(f"bsrn-export: validation failed: {exc}", file=sys.stderr)
+        return EXIT_VALIDATION
+    except MissingDependencyError as exc:
+        print(f"bsrn-export: {exc}", file=sys.stderr)
+        return EXIT_DEPENDENCY
+    except BsrnEdgeError as exc:
+        print(f"bsrn-export: error: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

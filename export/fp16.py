@@ -1,0 +1,329 @@
+"""FP16 conversion with an overflow audit (onnx and onnxruntime imported where used).
+
+The route TensorRT 11 needs (REFERENCE.md §4): the ONNX itself carries the precision, so a
+strongly typed engine keeps exactly what the audit decided. Rules:
+
+- a node whose output magnitude on the calibration images comes near the FP16 limit stays FP32;
+- a reduction over the whole tile (CCA's mean and variance) stays FP32, with the elementwise
+  nodes that feed only it and the squeeze-excite branch that reads it (tiny 1×1 tensors);
+- everything else runs in FP16; Casts are inserted at every boundary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Iterable, Sequence
+
+import numpy as np
+
+from bsrn_edge._lazy import require
+
+if TYPE_CHECKING:  # pragma: no cover
+    import onnx
+
+__all__ = ["FP16_MAX", "NEAR_LIMIT", "NodeRange", "AuditReport", "audit_ranges", "fp16_from_onnx", "calibration_tiles"]
+
+FP16_MAX = 65504.0
+NEAR_LIMIT = FP16_MAX / 8  # a node whose |activation| exceeds this on calibration data stays FP32
+_REDUCTIONS = {"ReduceMean", "ReduceSum", "ReduceSumSquare", "ReduceL2", "ReduceL1", "GlobalAveragePool", "ReduceLogSumExp"}
+_ELEMENTWISE = {"Sub", "Pow", "Mul", "Div", "Add", "Abs", "Sqrt", "Relu", "Sigmoid", "Conv", "Neg", "Reciprocal"}
+# inputs that ONNX requires in float32 whatever the data precision: (op, input index)
+_FP32_SLOTS = {("Resize", 1), ("Resize", 2)}
+
+
+@dataclass(frozen=True)
+class NodeRange:
+    node: str
+    op: str
+    max_abs: float
+
+
+@dataclass
+class AuditReport:
+    """What the audit measured and decided; ``kept`` maps node name → reason it stays FP32."""
+
+    tile: int
+    images: int
+    ranges: list[NodeRange] = field(default_factory=list)
+    kept: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def peak(self) -> NodeRange | None:
+        return max(self.ranges, key=lambda r: r.max_abs) if self.ranges else None
+
+    def to_dict(self) -> dict[str, object]:
+        peak = self.peak
+        return {
+            "tile": self.tile,
+            "calibration_images": self.images,
+            "near_limit_threshold": NEAR_LIMIT,
+            "peak_activation": None if peak is None else {"node": peak.node, "op": peak.op, "max_abs": peak.max_abs},
+            "kept_fp32": dict(sorted(self.kept.items())),
+        }
+
+
+def _name_nodes(model: "onnx.ModelProto") -> None:
+    seen: set[str] = set()
+    for i, n in enumerate(model.graph.node):
+        if not n.name or n.name in seen:
+            n.name = f"{n.op_type}_{i}"
+        seen.add(n.name)
+
+
+def _float_tensors(model: "onnx.ModelProto") -> set[str]:
+    onnx = require("onnx")
+    inferred = onnx.shape_inference.infer_shapes(model)
+    g = inferred.graph
+    out = {vi.name for vi in list(g.value_info) + list(g.input) + list(g.output) if vi.type.tensor_type.elem_type == onnx.TensorProto.FLOAT}
+    out |= {t.name for t in g.initializer if t.data_type == onnx.TensorProto.FLOAT}
+    for n in g.node:
+        if n.op_type == "Constant":
+            for a in n.attribute:
+                if a.name == "value" and a.t.data_type == onnx.TensorProto.FLOAT:
+                    out.update(n.output)
+    return out
+
+
+def calibration_tiles(images: Iterable[np.ndarray], tile: int) -> list[np.ndarray]:
+    """Real images brought to ``tile``×``tile`` (mirrored where smaller, cropped where larger), NCHW float32."""
+    tiles = []
+    for img in images:
+        a = img[..., :3]
+        ph, pw = max(0, tile - a.shape[0]), max(0, tile - a.shape[1])
+        while ph or pw:  # mirror as often as needed for tiny images
+            a = np.pad(a, ((0, min(ph, a.shape[0])), (0, min(pw, a.shape[1])), (0, 0)), mode="symmetric")
+            ph, pw = max(0, tile - a.shape[0]), max(0, tile - a.shape[1])
+        a = a[:tile, :tile]
+        scale = np.float32(65535.0 if a.dtype == np.uint16 else 255.0) if a.dtype != np.float32 else np.float32(1.0)
+        tiles.append(np.ascontiguousarray(a.transpose(2, 0, 1)[None].astype(np.float32) / scale))
+    return tiles
+
+
+def audit_ranges(model: "onnx.ModelProto", inputs: Sequence[np.ndarray], tile: int) -> AuditReport:
+    """Max |activation| of every float node output over ``inputs`` (one ORT run each).
+
+    Each float tensor gets an in-graph ``ReduceMax(Abs(t))`` so memory stays that of one inference.
+    """
+    onnx = require("onnx")
+    ort = require("onnxruntime")
+    from onnx import helper
+
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    _name_nodes(m)
+    floats = _float_tensors(m)
+    graph_inputs = {i.name for i in m.graph.input}
+    probes: list[tuple[str, str, str]] = []
+    new_nodes = []
+    for n in m.graph.node:
+        if n.op_type == "Constant":
+            continue
+        for o in n.output:
+            if o in floats and o not in graph_inputs:
+                a, r = f"__audit_abs_{len(probes)}", f"__audit_max_{len(probes)}"
+                new_nodes.append(helper.make_node("Abs", [o], [a]))
+                new_nodes.append(helper.make_node("ReduceMax", [a], [r], keepdims=0))
+                m.graph.output.append(helper.make_tensor_value_info(r, onnx.TensorProto.FLOAT, []))
+                probes.append((n.name, n.op_type, r))
+    m.graph.node.extend(new_nodes)
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(m.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    names = [p[2] for p in probes]
+    peak = np.zeros(len(probes))
+    for x in inputs:
+        vals = sess.run(names, {m.graph.input[0].name: x})
+        peak = np.maximum(peak, np.array([float(v) for v in vals]))
+    report = AuditReport(tile=tile, images=len(inputs))
+    report.ranges = [NodeRange(node, op, float(v)) for (node, op, _), v in zip(probes, peak)]
+    return report
+
+
+def _whole_tile_branches(model: "onnx.ModelProto", floats: set[str]) -> dict[str, str]:
+    """Nodes of every reduction over the spatial axes, its feeding elementwise chain and its 1×1 branch."""
+    g = model.graph
+    producer = {o: n for n in g.node for o in n.output}
+    consumers: dict[str, list] = {}
+    for n in g.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    branch: dict[str, str] = {}
+    reductions = [n for n in g.node if n.op_type in _REDUCTIONS]
+    for r in reductions:
+        branch[r.name] = f"{r.op_type} reduces over the whole tile"
+    # backward: elementwise producers whose outputs feed only branch nodes
+    changed = True
+    while changed:
+        changed = False
+        for n in g.node:
+            if n.name in branch or n.op_type not in _ELEMENTWISE or n.op_type == "Conv":
+                continue
+            outs = [c for o in n.output for c in consumers.get(o, [])]
+            if outs and all(c.name in branch for c in outs) and any(c.op_type in _REDUCTIONS for c in outs):
+                branch[n.name] = "feeds a whole-tile reduction only"
+                changed = True
+    # forward: nodes all of whose computed float inputs come from the branch (1×1 tensors)
+    changed = True
+    while changed:
+        changed = False
+        for n in g.node:
+            if n.name in branch or n.op_type not in _ELEMENTWISE:
+                continue
+            computed = [i for i in n.input if i in floats and i in producer and producer[i].op_type != "Constant"]
+            if computed and all(producer[i].name in branch for i in computed):
+                branch[n.name] = "works on whole-tile statistics (1×1 branch)"
+                changed = True
+    return branch
+
+
+def fp16_from_onnx(
+    model: "onnx.ModelProto",
+    report: AuditReport | None = None,
+    *,
+    io_fp16: bool = False,
+    threshold: float = NEAR_LIMIT,
+) -> tuple["onnx.ModelProto", dict[str, str]]:
+    """Convert ``model`` to FP16 except the nodes the audit and the reduction rule keep in FP32.
+
+    Returns the new model and ``{node: reason}`` for every node kept in FP32.
+    Inputs and outputs stay float32 unless ``io_fp16``.
+    """
+    onnx = require("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    _name_nodes(m)
+    g = m.graph
+    floats = _float_tensors(m)
+    kept = _whole_tile_branches(m, floats)
+    if report is not None:
+        for r in report.ranges:
+            if r.max_abs > threshold and r.node not in kept:
+                kept[r.node] = f"|activation| reached {r.max_abs:.4g} (> {threshold:.4g}) on calibration tiles of {report.tile}px"
+
+    dtype: dict[str, int] = {}  # tensor -> TensorProto.FLOAT / FLOAT16 as it will be stored
+    graph_in = {i.name for i in g.input}
+    for i in g.input:
+        if i.name in floats:
+            dtype[i.name] = TensorProto.FLOAT16 if io_fp16 else TensorProto.FLOAT
+            if io_fp16:
+                i.type.tensor_type.elem_type = TensorProto.FLOAT16
+
+    # initializers: stored FP16 unless only FP32 slots read them; an FP32 copy is made when both do
+    init_users: dict[str, list[tuple[object, int]]] = {}
+    for n in g.node:
+        for k, name in enumerate(n.input):
+            init_users.setdefault(name, []).append((n, k))
+    inits = {t.name: t for t in g.initializer}
+
+    def wants_fp32(node, slot: int) -> bool:  # type: ignore[no-untyped-def]
+        return node.name in kept or (node.op_type, slot) in _FP32_SLOTS
+
+    new_inits = []
+    for name, t in inits.items():
+        if t.data_type != TensorProto.FLOAT:
+            continue
+        users = init_users.get(name, [])
+        need16 = any(not wants_fp32(n, k) for n, k in users)
+        need32 = any(wants_fp32(n, k) for n, k in users)
+        arr = numpy_helper.to_array(t)
+        if need16 and np.abs(arr).max(initial=0) > FP16_MAX:
+            need16, need32 = False, True  # cannot be represented; leave it to a Cast
+        if need16:
+            half = numpy_helper.from_array(arr.astype(np.float16), name + ("__fp16" if need32 else ""))
+            if need32:
+                new_inits.append(half)
+                for n, k in users:
+                    if not wants_fp32(n, k):
+                        n.input[k] = half.name  # type: ignore[attr-defined]
+                dtype[name] = TensorProto.FLOAT
+                dtype[half.name] = TensorProto.FLOAT16
+            else:
+                t.CopyFrom(half)
+                dtype[name] = TensorProto.FLOAT16
+        else:
+            dtype[name] = TensorProto.FLOAT
+    g.initializer.extend(new_inits)
+
+    # Constant nodes producing floats follow their node's precision
+    for n in g.node:
+        if n.op_type == "Constant" and n.output[0] in floats:
+            users = init_users.get(n.output[0], [])
+            if users and all(not wants_fp32(u, k) for u, k in users):
+                for a in n.attribute:
+                    if a.name == "value":
+                        a.t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(a.t).astype(np.float16)))
+                dtype[n.output[0]] = TensorProto.FLOAT16
+            else:
+                dtype[n.output[0]] = TensorProto.FLOAT
+
+    new_nodes = []
+    casts: dict[tuple[str, int], str] = {}
+
+    def cast(name: str, to: int) -> str:
+        key = (name, to)
+        if key not in casts:
+            out = f"{name}__to_{'fp16' if to == TensorProto.FLOAT16 else 'fp32'}"
+            new_nodes.append(helper.make_node("Cast", [name], [out], to=to, name=f"Cast_{out}"))
+            casts[key] = out
+            dtype[out] = to
+        return casts[key]
+
+    for n in list(g.node):
+        if n.op_type != "Constant":
+            for k, name in enumerate(n.input):
+                if name not in floats or name == "" or name not in dtype:
+                    continue
+                want = TensorProto.FLOAT if wants_fp32(n, k) else TensorProto.FLOAT16
+                if dtype[name] != want:
+                    n.input[k] = cast(name, want)
+            for a in n.attribute:  # Cast nodes inside the original graph keep their targets
+                pass
+            for o in n.output:
+                if o in floats:
+                    dtype[o] = TensorProto.FLOAT if n.name in kept else TensorProto.FLOAT16
+        new_nodes.append(n)
+
+    # graph outputs in the requested I/O precision
+    for out in g.output:
+        if out.name not in floats:
+            continue
+        want = TensorProto.FLOAT16 if io_fp16 else TensorProto.FLOAT
+        have = dtype.get(out.name, TensorProto.FLOAT)
+        if have != want:
+            inner = out.name + "__inner"
+            for n in new_nodes:
+                for k, o in enumerate(n.output):
+                    if o == out.name:
+                        n.output[k] = inner
+                for k, i in enumerate(n.input):
+                    if i == out.name:
+                        n.input[k] = inner
+            new_nodes.append(helper.make_node("Cast", [inner], [out.name], to=want, name=f"Cast_{out.name}_io"))
+        out.type.tensor_type.elem_type = want
+
+    del g.node[:]
+    g.node.extend(_toposort(new_nodes, graph_in | {t.name for t in g.initializer}))
+    del g.value_info[:]
+    onnx.checker.check_model(m)
+    return m, kept
+
+
+def _toposort(nodes: list, available: set[str]) -> list:  # type: ignore[type-arg]
+    ready = set(available) | {""}
+    pending = list(nodes)
+    ordered = []
+    while pending:
+        rest = []
+        for n in pending:
+            if all(i in ready for i in n.input):
+                ordered.append(n)
+                ready.update(n.output)
+            else:
+                rest.append(n)
+        if len(rest) == len(pending):
+            names = ", ".join(n.name for n in rest[:5])
+            raise RuntimeError(f"FP16 conversion left a cycle or a dangling input near: {names}")
+        pending = rest
+    return ordered

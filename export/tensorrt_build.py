@@ -1,0 +1,120 @@
+"""TensorRT engine building: a thin layer over the documented 10.x/11.x Python API.
+
+Everything that does not need TensorRT (profiles, cache keys, sidecars) is in ``engine_cache``.
+The network is strongly typed, so the precision is the ONNX's own (see ``fp16``).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+from typing import Any, Callable
+
+from bsrn_edge._lazy import require
+from bsrn_edge.errors import BsrnEdgeError
+from bsrn_edge.imageio import write_atomic
+
+from .engine_cache import EngineKey, EngineProfile, default_cache_dir, engine_key, sidecar_matches
+
+__all__ = ["gpu_identity", "engine_from_onnx", "EngineBuildResult"]
+
+log = logging.getLogger(__name__)
+
+
+def gpu_identity() -> tuple[str, tuple[int, int]]:
+    """Name and compute capability of CUDA device 0 (via pycuda)."""
+    cuda = require("pycuda.driver")
+    cuda.init()
+    dev = cuda.Device(0)
+    return str(dev.name()), tuple(dev.compute_capability())  # type: ignore[return-value]
+
+
+class EngineBuildResult:
+    def __init__(self, path: Path, key: EngineKey, reused: bool):
+        self.path, self.key, self.reused = path, key, reused
+
+
+def _progress_monitor(trt: Any, report: Callable[[str], None]) -> Any:
+    """An ``IProgressMonitor`` that forwards phase updates (None when this TensorRT has none)."""
+    base = getattr(trt, "IProgressMonitor", None)
+    if base is None:
+        return None
+
+    class Monitor(base):  # type: ignore[misc, valid-type]
+        def __init__(self) -> None:
+            base.__init__(self)
+
+        def phase_start(self, parent_phase, phase_name, num_steps):  # type: ignore[no-untyped-def]
+            report(f"{phase_name} (0/{num_steps})")
+
+        def step_complete(self, phase_name, step):  # type: ignore[no-untyped-def]
+            report(f"{phase_name} step {step + 1}")
+            return True
+
+        def phase_finish(self, phase_name):  # type: ignore[no-untyped-def]
+            report(f"{phase_name} done")
+
+    return Monitor()
+
+
+def engine_from_onnx(
+    onnx_path: Path,
+    out_path: Path,
+    profile: EngineProfile,
+    *,
+    precision: str = "fp16",
+    workspace_bytes: int = 1 << 30,
+    cache_dir: Path | None = None,
+    report: Callable[[str], None] = log.info,
+) -> EngineBuildResult:
+    """Build (or reuse from the cache) a strongly typed engine for ``onnx_path``; write it atomically."""
+    trt = require("tensorrt")
+    onnx_bytes = Path(onnx_path).read_bytes()
+    gpu, cc = gpu_identity()
+    key = engine_key(onnx_bytes, trt.__version__, gpu, cc, precision, profile)
+    cache = Path(cache_dir or default_cache_dir())
+    cache.mkdir(parents=True, exist_ok=True)
+    cached = cache / key.file_name(Path(onnx_path).name.split(".")[0])
+    sidecar = Path(str(out_path) + ".json")
+    if out_path.is_file() and sidecar_matches(sidecar, key):
+        return EngineBuildResult(out_path, key, reused=True)
+    if cached.is_file():
+        report(f"reusing cached engine {cached}")
+        shutil.copyfile(cached, str(out_path) + ".part")
+        Path(str(out_path) + ".part").replace(out_path)
+        write_atomic(sidecar, key.to_json().encode())
+        return EngineBuildResult(out_path, key, reused=True)
+
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    flags = 0
+    strongly = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
+    if strongly is not None:  # always on in 11.x, required for this route on 10.x
+        flags |= 1 << int(strongly)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(onnx_bytes):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise BsrnEdgeError(f"{onnx_path}: TensorRT could not parse the ONNX: {errors}")
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_bytes)
+    opt_profile = builder.create_optimization_profile()
+    mn, op, mx = profile.shapes()
+    opt_profile.set_shape(network.get_input(0).name, mn, op, mx)
+    config.add_optimization_profile(opt_profile)
+    timing_path = cache / f"timing-{key.gpu_name.replace(' ', '_')}-trt{key.tensorrt_version}.cache"
+    timing = config.create_timing_cache(timing_path.read_bytes() if timing_path.is_file() else b"")
+    config.set_timing_cache(timing, ignore_mismatch=False)
+    monitor = _progress_monitor(trt, report)
+    if monitor is not None:
+        config.progress_monitor = monitor
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise BsrnEdgeError(f"{onnx_path}: TensorRT failed to build an engine (see the TensorRT log above)")
+    write_atomic(timing_path, bytes(config.get_timing_cache().serialize()))
+    data = bytes(serialized)
+    write_atomic(cached, data)
+    write_atomic(out_path, data)
+    write_atomic(sidecar, key.to_json().encode())
+    return EngineBuildResult(out_path, key, reused=False)
