@@ -1,1 +1,9 @@
-"""bsrn_edge.runtime: the torch-free inference runtime."""
+"""bsrn_edge.runtime: the torch-free inference runtime.
+
+``from bsrn_edge.runtime import Upscaler`` imports neither torch nor any backend library until a
+model is opened.
+"""
+
+from .upscaler import Upscaler, open_backend
+
+__all__ = ["Upscaler", "open_backend"]

@@ -42,3 +42,16 @@ def lr_batch(lr_images: list[np.ndarray]) -> np.ndarray:
     """A real-image batch: 2×3×48×48 crops of two Set5 LR images, float32 in [0, 1]."""
     crops = [lr_images[0][10:58, 12:60], lr_images[1][20:68, 18:66]]
     return np.stack([c.transpose(2, 0, 1) for c in crops]).astype(np.float32) / 255.0
+
+
+@pytest.fixture(scope="session")
+def bsrn_s_export(tmp_path_factory):
+    """BSRN-S ×4 exported once per session (FP32 + FP16, small profile, no engine)."""
+    pytest.importorskip("torch")
+    pytest.importorskip("onnxruntime")
+    from bsrn_edge.export.engine_cache import EngineProfile
+    from bsrn_edge.export.pipeline import ExportOptions, export_checkpoint
+
+    out = tmp_path_factory.mktemp("bsrn_s_export")
+    opts = ExportOptions(fp16=True, profile=EngineProfile(32, 64, 96), engine="skip")
+    return export_checkpoint("bsrn-s-x4", out, opts, report=lambda m: None)

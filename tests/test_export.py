@@ -27,11 +27,8 @@ from bsrn_edge.errors import InputError, MissingDependencyError  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def bsrn_s(tmp_path_factory):
-    out = tmp_path_factory.mktemp("bsrn_s")
-    res = export_checkpoint("bsrn-s-x4", out, ExportOptions(fp16=True, profile=EngineProfile(32, 64, 96), engine="skip"),
-                            report=lambda m: None)
-    return res
+def bsrn_s(bsrn_s_export):
+    return bsrn_s_export
 
 
 @pytest.mark.parametrize("name", ["bsrn-x2", "bsrn-x3", "bsrn-x4", "bsrn-s-x4-ntire"])

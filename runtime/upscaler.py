@@ -1,0 +1,180 @@
+"""``Upscaler``: images and camera frames in, upscaled images out, on any backend, without PyTorch."""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from pathlib import Path
+from typing import Iterable, Iterator, Literal
+
+import numpy as np
+
+from bsrn_edge._lazy import available
+from bsrn_edge.errors import InputError
+
+from .backends.base import Backend
+from .pixels import Layout, merge, pad_to_min, split
+from .tiling import DEFAULT_OVERLAP, plan_tiles, tiled_apply
+
+__all__ = ["Upscaler", "open_backend", "BackendName"]
+
+log = logging.getLogger(__name__)
+
+BackendName = Literal["auto", "onnxruntime", "tensorrt", "torch"]
+# float32 bytes of live activations per LR pixel and channel of the network (measured peak ≈ 20 maps)
+_ACT_MAPS = 24
+
+
+def open_backend(model: str | Path, backend: BackendName = "auto", device: str = "auto") -> Backend:
+    """Open ``model`` (.onnx, .engine, checkpoint file or bundled name) with the requested backend."""
+    path = Path(model)
+    suffix = path.suffix.lower()
+    if backend == "auto":
+        backend = "onnxruntime" if suffix == ".onnx" else "tensorrt" if suffix == ".engine" else "torch"
+    if backend == "onnxruntime":
+        if suffix != ".onnx":
+            raise InputError(f"{model}: the onnxruntime backend needs an .onnx file (export one with bsrn-export)")
+        from .backends.onnxruntime import OnnxRuntimeBackend
+
+        return OnnxRuntimeBackend(path, device="cpu" if device == "cpu" else "auto")
+    if backend == "tensorrt":
+        if suffix != ".engine":
+            raise InputError(f"{model}: the tensorrt backend needs an .engine file (bsrn-export --onnx FILE --engine)")
+        from .backends.tensorrt import TensorRTBackend
+
+        return TensorRTBackend(path)
+    if backend == "torch":
+        if not available("torch"):
+            raise InputError(
+                f"{model}: checkpoints and bundled names need the optional PyTorch backend "
+                f"(pip install 'bsrn-edge[export]'), or export an .onnx first with bsrn-export"
+            )
+        from .backends.torch import TorchBackend
+
+        dev = device if device != "auto" else ("cuda" if _cuda() else "cpu")
+        return TorchBackend(str(model), device=dev)
+    raise InputError(f"unknown backend {backend!r}; choose auto, onnxruntime, tensorrt or torch")
+
+
+def _cuda() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+class Upscaler:
+    """Upscale images with a BSRN model on ONNX Runtime (default), TensorRT or PyTorch.
+
+    ``tile``: ``"auto"`` runs whole images that fit ``memory_mb`` and tiles the rest with a tile
+    sized from that budget (or the engine's profile); an int forces that LR tile side; ``None``
+    never tiles. ``overlap`` is in LR pixels. Tiles of equal size go ``batch`` at a time.
+
+    The object keeps no per-call state: one instance can serve several threads at once.
+    """
+
+    def __init__(self, model: str | Path, backend: BackendName = "auto", *, tile: int | Literal["auto"] | None = "auto",
+                 overlap: int | None = None, batch: int = 1, memory_mb: int = 1024, device: str = "auto"):
+        if batch < 1:
+            raise InputError(f"batch must be ≥ 1, got {batch}")
+        if isinstance(tile, int) and not isinstance(tile, bool) and tile < 1:
+            raise InputError(f"tile must be a positive LR side, 'auto' or None, got {tile}")
+        self.backend: Backend = open_backend(model, backend, device)
+        self.meta = self.backend.meta
+        self.scale = self.meta.scale
+        self.tile = tile
+        self.overlap = DEFAULT_OVERLAP if overlap is None else overlap
+        self.batch = batch if not self.backend.max_batch else min(batch, self.backend.max_batch)
+        self.memory_mb = memory_mb
+        self._local = threading.local()
+        log.info("bsrn-edge: %s on %s", self.meta.variant, self.backend.name)
+
+    @property
+    def backend_name(self) -> str:
+        return self.backend.name
+
+    # -- sizing --------------------------------------------------------------------------------
+    def tile_for(self, height: int, width: int) -> int | None:
+        """The LR tile side used for an image of this size (None: whole image)."""
+        lo, hi = self.backend.tile_limits
+        if self.tile is None:
+            return None if not hi or max(height, width) <= hi else hi
+        if self.tile != "auto":
+            return int(self.tile)
+        per_px = 4 * max(self.meta.channels, 3) * _ACT_MAPS
+        budget_px = self.memory_mb * (1 << 20) // per_px
+        if height * width <= budget_px and (not hi or max(height, width) <= hi):
+            return None
+        side = int(math.isqrt(budget_px))
+        side = max(lo, side - side % 6)
+        return min(side, hi) if hi else side
+
+    # -- images --------------------------------------------------------------------------------
+    def upscale(self, image: np.ndarray) -> np.ndarray:
+        """Upscale one image; returns the same layout and dtype at ×scale."""
+        rgb, alpha, layout = split(image)
+        out_rgb = self._run_float(rgb)
+        out_alpha = self._run_float(alpha) if alpha is not None else None
+        return merge(out_rgb, out_alpha, layout)
+
+    def _run_float(self, rgb: np.ndarray) -> np.ndarray:
+        padded, (h, w) = pad_to_min(rgb, self.backend.tile_limits[0])
+        ph, pw = padded.shape[:2]
+        tile = self.tile_for(ph, pw)
+        if tile is None or (ph <= tile and pw <= tile):
+            x = np.ascontiguousarray(padded.transpose(2, 0, 1)[None])
+            y = self.backend.infer(x)[0].transpose(1, 2, 0)
+        else:
+            overlap = min(self.overlap, tile // 2)
+            plan = plan_tiles(ph, pw, scale=self.scale, tile=tile, overlap=overlap, min_size=self.backend.tile_limits[0])
+            y = tiled_apply(self.backend.infer, padded, plan, batch=self.batch)
+        return y[: h * self.scale, : w * self.scale]
+
+    # -- camera frames -------------------------------------------------------------------------
+    def _frame_buffers(self, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        st = self._local
+        if getattr(st, "shape", None) != shape:
+            h, w = shape[:2]
+            st.x = np.empty((1, 3, h, w), np.float32)
+            st.y = np.empty((1, 3, h * self.scale, w * self.scale), np.float32)
+            st.shape = shape
+        return st.x, st.y
+
+    def upscale_into(self, frame: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """Upscale an H×W×3 uint8 frame into ``out`` (sH×sW×3 uint8), reusing this thread's buffers.
+
+        Frames at least the model's minimum and within the memory budget run whole with no per-frame
+        allocation of network buffers; larger frames fall back to tiling.
+        """
+        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+            raise InputError(f"upscale_into takes H×W×3 uint8 frames, got {frame.shape} {frame.dtype}; use upscale()")
+        want = (frame.shape[0] * self.scale, frame.shape[1] * self.scale, 3)
+        if out.shape != want or out.dtype != np.uint8:
+            raise InputError(f"out must be a {want} uint8 array, got {out.shape} {out.dtype}")
+        h, w = frame.shape[:2]
+        if min(h, w) < self.backend.tile_limits[0] or self.tile_for(h, w) is not None:
+            out[...] = self.upscale(frame)
+            return out
+        x, y = self._frame_buffers(frame.shape)
+        np.divide(frame.transpose(2, 0, 1)[None], np.float32(255.0), out=x)
+        self.backend.infer_into(x, y)
+        merge(y[0].transpose(1, 2, 0), None, Layout(frame.shape, frame.dtype), out=out)
+        return out
+
+    def stream(self, frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        """Upscale a sequence of equal-size uint8 frames; yields ONE reused output buffer (copy to keep)."""
+        out: np.ndarray | None = None
+        for frame in frames:
+            want = (frame.shape[0] * self.scale, frame.shape[1] * self.scale, 3)
+            if out is None or out.shape != want:
+                out = np.empty(want, np.uint8)
+            yield self.upscale_into(frame, out)
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __enter__(self) -> "Upscaler":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

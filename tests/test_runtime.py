@@ -1,0 +1,187 @@
+"""The torch-free runtime on ONNX Runtime (CPU): layouts, padding, tiling, frames, threads and the CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+from conftest import needs_ort, needs_torch
+
+pytestmark = [needs_ort, needs_torch]  # torch only builds the ONNX fixture; the runtime never imports it
+
+from bsrn_edge.errors import InputError  # noqa: E402
+from bsrn_edge.metrics import psnr  # noqa: E402
+from bsrn_edge.runtime import Upscaler  # noqa: E402
+from bsrn_edge.runtime.tiling import seam_ratio  # noqa: E402,F401 - shared with the benchmark
+
+
+@pytest.fixture(scope="module")
+def onnx_path(bsrn_s_export):
+    return bsrn_s_export.files["onnx"]
+
+
+@pytest.fixture(scope="module")
+def up(onnx_path):
+    return Upscaler(onnx_path)
+
+
+def test_import_and_run_without_torch(tmp_path, onnx_path):
+    (tmp_path / "torch").mkdir()
+    (tmp_path / "torch" / "__init__.py").write_text("raise ImportError('torch is blocked')\n")
+    code = (
+        "import sys, numpy as np\n"
+        "from bsrn_edge.runtime import Upscaler\n"
+        "from bsrn_edge.imageio import read_rgb\n"
+        "from bsrn_edge.datasets import bundled_set5\n"
+        f"u = Upscaler({str(onnx_path)!r})\n"
+        "img = read_rgb(sorted(bundled_set5().glob('*_LR.png'))[1])\n"
+        "out = u.upscale(img)\n"
+        "assert out.shape == (img.shape[0]*4, img.shape[1]*4, 3) and out.dtype == np.uint8\n"
+        "assert 'torch' not in sys.modules\n"
+        "print('ok', u.backend_name)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "ok onnxruntime-cpu" in proc.stdout
+
+
+def test_auto_backend_reports_onnxruntime(up):
+    assert up.backend_name == "onnxruntime-cpu" and up.scale == 4
+
+
+def test_layouts_and_dtypes(up, lr_images):
+    img = lr_images[1][:40, :36]
+    rgb = up.upscale(img)
+    assert rgb.shape == (160, 144, 3) and rgb.dtype == np.uint8
+    gray = up.upscale(img[..., 0])
+    assert gray.shape == (160, 144) and gray.dtype == np.uint8
+    assert up.upscale(img[..., :1]).shape == (160, 144, 1)
+    u16 = up.upscale(img.astype(np.uint16) * 257)
+    assert u16.dtype == np.uint16 and abs(int(u16.astype(np.int64).mean()) // 257 - int(rgb.mean())) <= 1
+    f32 = up.upscale(img.astype(np.float32) / 255)
+    assert f32.dtype == np.float32 and np.abs(f32 * 255 - rgb).max() <= 1.0
+
+
+def test_alpha_is_upscaled_separately(up, lr_images):
+    img = lr_images[1][:40, :40]
+    alpha = np.zeros((40, 40), np.uint8)
+    alpha[:, 20:] = 255
+    rgba = np.dstack([img, alpha])
+    out = up.upscale(rgba)
+    assert out.shape == (160, 160, 4)
+    np.testing.assert_array_equal(out[..., :3], up.upscale(img))  # colour unaffected by alpha: no dark fringe
+    assert out[:, :70, 3].max() <= 10 and out[:, 90:, 3].min() >= 245
+
+
+def test_small_inputs_are_padded_and_cropped(up, lr_images):
+    out = up.upscale(lr_images[0][:9, :5])
+    assert out.shape == (36, 20, 3)
+
+
+def test_bad_input_is_rejected(up):
+    with pytest.raises(InputError, match="uint8, uint16 or float32"):
+        up.upscale(np.zeros((20, 20, 3), np.int32))
+    with pytest.raises(InputError, match="H×W"):
+        up.upscale(np.zeros((20, 20, 2), np.uint8))
+
+
+def test_tiling_matches_whole_image_on_a_real_image(onnx_path, lr_images):
+    img = lr_images[0]  # 128×128 LR
+    whole = Upscaler(onnx_path, tile=None).upscale(img)
+    tiled = Upscaler(onnx_path, tile=60, overlap=16, batch=2).upscale(img)
+    assert psnr(tiled, whole) >= 45.0
+
+
+def test_upscale_into_and_stream_reuse_buffers(up, lr_images):
+    frame = np.ascontiguousarray(lr_images[0][:32, :48])
+    out = np.empty((128, 192, 3), np.uint8)
+    up.upscale_into(frame, out)
+    np.testing.assert_array_equal(out, up.upscale(frame))
+    outs = list(up.stream([frame, frame]))
+    assert outs[0] is outs[1]  # one reused buffer
+    with pytest.raises(InputError, match="out must be"):
+        up.upscale_into(frame, np.empty((10, 10, 3), np.uint8))
+
+
+def test_threads_share_one_upscaler(up, lr_images):
+    frames = [np.ascontiguousarray(lr_images[i % 5][:24, :32]) for i in range(20)]
+    expected = [up.upscale(f) for f in frames]
+    results: dict[int, list[np.ndarray]] = {}
+
+    def worker(k: int) -> None:
+        buf = np.empty((96, 128, 3), np.uint8)
+        results[k] = [up.upscale_into(f, buf).copy() for f in frames]
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for k in range(4):
+        for got, want in zip(results[k], expected):
+            np.testing.assert_array_equal(got, want)
+
+
+def test_tensorrt_backend_skips_cleanly():
+    pytest.importorskip("tensorrt")
+    pytest.importorskip("pycuda.driver")
+
+
+# -- bsrn-upscale ----------------------------------------------------------------------------
+def _cli(*args: str):
+    from bsrn_edge.runtime.cli import main
+
+    return main(list(args))
+
+
+def test_cli_folder_with_a_corrupt_file(tmp_path, onnx_path, lr_images, capsys):
+    from PIL import Image
+
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(lr_images[1][:30, :30]).save(src / "a.png")
+    (src / "b.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")  # truncated/corrupt
+    (src / "c.jpg").write_bytes(b"")  # empty
+    dst = tmp_path / "out"
+    rc = _cli("-i", str(src), "-o", str(dst), "--model", str(onnx_path))
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert "b.png" in err and "c.jpg" in err and "1 written, 2 failed" in err
+    assert sorted(p.name for p in dst.iterdir()) == ["a.png"]  # no partial or temporary files
+    assert Image.open(dst / "a.png").size == (120, 120)
+
+
+def test_cli_never_overwrites_inputs(tmp_path, onnx_path, lr_images, capsys):
+    from PIL import Image
+
+    f = tmp_path / "x.png"
+    Image.fromarray(lr_images[1][:20, :20]).save(f)
+    before = f.read_bytes()
+    assert _cli("-i", str(f), "-o", str(f), "--model", str(onnx_path), "--force") == 1
+    assert f.read_bytes() == before
+    assert "refusing to overwrite" in capsys.readouterr().err
+
+
+def test_cli_exif_orientation_icc_and_16_bit(tmp_path, onnx_path, lr_images):
+    from PIL import Image
+
+    img = Image.fromarray(lr_images[1][:20, :30])  # 30 wide, 20 high
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° on display
+    icc = b"fake-icc-profile-bytes"
+    img.save(tmp_path / "r.jpg", exif=exif, icc_profile=icc, quality=95)
+    assert _cli("-i", str(tmp_path / "r.jpg"), "-o", str(tmp_path / "r_out.png"), "--model", str(onnx_path)) == 0
+    out = Image.open(tmp_path / "r_out.png")
+    assert out.size == (80, 120)  # rotated: 20 wide, 30 high, ×4
+    assert out.info.get("icc_profile") == icc
+    g16 = Image.fromarray((lr_images[1][:20, :20, 1].astype(np.uint16) * 257))
+    g16.save(tmp_path / "g16.png")
+    assert _cli("-i", str(tmp_path / "g16.png"), "-o", str(tmp_path / "g16_out.png"), "--model", str(onnx_path)) == 0
+    assert np.asarray(Image.open(tmp_path / "g16_out.png")).dtype in (np.uint16, np.int32)
+    assert Image.open(tmp_path / "g16_out.png").mode.startswith("I")
