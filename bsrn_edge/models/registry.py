@@ -8,7 +8,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from . import bsrn
+from . import bsrn, imdn, rfdn, rlfn
 
 __all__ = ["ArchSpec", "ARCHS"]
 
@@ -22,6 +22,11 @@ class ArchSpec:
     build: Callable[..., nn.Module]
 
 
+# Detectors are tried in this order; each requires names the others lack, so the order does not
+# decide anything (tests check that no detector accepts another architecture's state dict).
 ARCHS: dict[str, ArchSpec] = {
     "bsrn": ArchSpec("bsrn", bsrn.detect, bsrn.BSRN),
+    "imdn": ArchSpec("imdn", imdn.detect, imdn.IMDN),
+    "rfdn": ArchSpec("rfdn", rfdn.detect, rfdn.RFDN),
+    "rlfn": ArchSpec("rlfn", rlfn.detect, rlfn.RLFN),
 }
