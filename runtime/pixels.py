@@ -12,8 +12,9 @@ import numpy as np
 
 from bsrn_edge.errors import InputError
 
-__all__ = ["Layout", "split", "merge", "pad_to_min", "DTYPES"]
+__all__ = ["Layout", "check_image", "split", "merge", "pad_to_min", "window_reader", "row_writer", "DTYPES"]
 
+_CHUNK = 32  # output rows converted per step
 DTYPES = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0, np.dtype(np.float32): 1.0}
 
 
@@ -27,14 +28,19 @@ class Layout:
         return 1 if len(self.shape) == 2 else self.shape[2]
 
 
-def split(image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, Layout]:
-    """Image → (RGB float32 H×W×3 in [0, 1], alpha float32 H×W×3 (gray) or None, layout)."""
+def check_image(image: np.ndarray) -> tuple[np.ndarray, Layout]:
+    """Validate an image array once; returns it as an ndarray and its layout."""
     a = np.asarray(image)
     if a.dtype not in DTYPES:
         raise InputError(f"pixels must be uint8, uint16 or float32, got {a.dtype}; convert the array first")
     if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (1, 3, 4)):
         raise InputError(f"expected an H×W, H×W×1, H×W×3 or H×W×4 image, got shape {a.shape}")
-    layout = Layout(a.shape, a.dtype)
+    return a, Layout(a.shape, a.dtype)
+
+
+def split(image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, Layout]:
+    """Image → (RGB float32 H×W×3 in [0, 1], alpha float32 H×W×3 (gray) or None, layout)."""
+    a, layout = check_image(image)
     f = a.astype(np.float32) / np.float32(DTYPES[a.dtype])
     if a.dtype == np.float32:
         f = np.clip(f, 0.0, 1.0)
@@ -82,3 +88,60 @@ def pad_to_min(rgb: np.ndarray, min_size: int) -> tuple[np.ndarray, tuple[int, i
         a = np.pad(a, ((0, min(ph, a.shape[0])), (0, min(pw, a.shape[1])), (0, 0)), mode="symmetric")
         ph, pw = max(0, min_size - a.shape[0]), max(0, min_size - a.shape[1])
     return a, (h, w)
+
+
+def window_reader(a: np.ndarray, plane: str):  # type: ignore[no-untyped-def]
+    """``read(y0, y1, x0, x1)`` → float32 3×h×w in [0, 1], converting only that window.
+
+    ``plane`` is ``"rgb"`` (gray is replicated to RGB, alpha dropped) or ``"alpha"`` (alpha as gray).
+    """
+    peak = np.float32(DTYPES[a.dtype])
+    channels = 1 if a.ndim == 2 else a.shape[2]
+
+    def read(y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        w = a[y0:y1, x0:x1]
+        if w.ndim == 2:
+            w = w[..., None]
+        if plane == "alpha":
+            w = w[..., 3:4]
+        elif channels == 4:
+            w = w[..., :3]
+        f = w.astype(np.float32) / peak
+        if a.dtype == np.float32:
+            np.clip(f, 0.0, 1.0, out=f)
+        if f.shape[2] == 1:
+            f = np.repeat(f, 3, axis=2)
+        return f.transpose(2, 0, 1)
+
+    return read
+
+
+def row_writer(out: np.ndarray, plane: str, crop: tuple[int, int]):  # type: ignore[no-untyped-def]
+    """``write(y0, y1, block)`` converting float RGB rows into ``out`` (the caller's layout and dtype).
+
+    Rows and columns beyond ``crop`` (the unpadded output size) are dropped.
+    """
+    peak = DTYPES[out.dtype]
+    h, w = crop
+    gray = out.ndim == 2 or out.shape[2] == 1 or plane == "alpha"
+
+    def write(y0: int, y1: int, block: np.ndarray) -> None:
+        y1c = min(y1, h)
+        for a in range(y0, y1c, _CHUNK):  # a few rows at a time: temporaries stay small
+            b_ = min(a + _CHUNK, y1c)
+            b = block[a - y0: b_ - y0, :w]
+            vals = b.mean(axis=2) if gray else b
+            if out.dtype == np.float32:
+                vals = np.clip(vals, 0.0, 1.0)
+            else:
+                vals = np.clip(np.rint(vals * peak), 0, peak)
+            if out.ndim == 2:
+                out[a:b_] = vals
+            elif plane == "alpha":
+                out[a:b_, :, 3] = vals
+            elif gray:
+                out[a:b_, :, 0] = vals
+            else:
+                out[a:b_, :, :3] = vals
+
+    return write

@@ -14,16 +14,17 @@ from bsrn_edge._lazy import available
 from bsrn_edge.errors import InputError
 
 from .backends.base import Backend
-from .pixels import Layout, merge, pad_to_min, split
-from .tiling import DEFAULT_OVERLAP, plan_tiles, tiled_apply
+from .bands import banded_apply
+from .pixels import Layout, check_image, merge, pad_to_min, row_writer, window_reader
+from .tiling import DEFAULT_OVERLAP, esa_tile, plan_tiles
 
 __all__ = ["Upscaler", "open_backend", "BackendName"]
 
 log = logging.getLogger(__name__)
 
 BackendName = Literal["auto", "onnxruntime", "tensorrt", "torch"]
-# float32 bytes of live activations per LR pixel and channel of the network (measured peak ≈ 20 maps)
-_ACT_MAPS = 24
+# live float32 feature maps per LR pixel and channel: ONNX Runtime peaks at ≈15 (BSRN-S) to ≈30 (BSRN)
+_ACT_MAPS = 32
 
 
 def open_backend(model: str | Path, backend: BackendName = "auto", device: str = "auto") -> Backend:
@@ -74,7 +75,7 @@ class Upscaler:
     """
 
     def __init__(self, model: str | Path, backend: BackendName = "auto", *, tile: int | Literal["auto"] | None = "auto",
-                 overlap: int | None = None, batch: int = 1, memory_mb: int = 1024, device: str = "auto"):
+                 overlap: int | None = None, batch: int = 1, memory_mb: int = 384, device: str = "auto"):
         if batch < 1:
             raise InputError(f"batch must be ≥ 1, got {batch}")
         if isinstance(tile, int) and not isinstance(tile, bool) and tile < 1:
@@ -94,41 +95,64 @@ class Upscaler:
         return self.backend.name
 
     # -- sizing --------------------------------------------------------------------------------
+    def _act_bytes(self, pixels: int) -> int:
+        return pixels * 4 * max(self.meta.channels, 3) * _ACT_MAPS
+
     def tile_for(self, height: int, width: int) -> int | None:
-        """The LR tile side used for an image of this size (None: whole image)."""
+        """The LR tile side used for an image of this size (None: the whole image in one run).
+
+        ``tile="auto"``: whole when the network's activations fit ``memory_mb``; otherwise the
+        largest tile whose activations plus the stitching band fit it (or the engine's maximum).
+        """
         lo, hi = self.backend.tile_limits
         if self.tile is None:
             return None if not hi or max(height, width) <= hi else hi
         if self.tile != "auto":
             return int(self.tile)
-        per_px = 4 * max(self.meta.channels, 3) * _ACT_MAPS
-        budget_px = self.memory_mb * (1 << 20) // per_px
-        if height * width <= budget_px and (not hi or max(height, width) <= hi):
+        budget = self.memory_mb * (1 << 20)
+        if self._act_bytes(height * width) <= budget and (not hi or max(height, width) <= hi):
             return None
-        side = int(math.isqrt(budget_px))
-        side = max(lo, side - side % 6)
-        return min(side, hi) if hi else side
+        band_per_row = self.scale * width * self.scale * 3 * 4  # float32 band bytes per LR row of tile
+        cap = min(hi or 4096, 4096)
+        side = 6 * ((cap - 3) // 6) + 3  # 6k + 3 keeps ESA's pooling grid whole (see tiling)
+        while side > lo and self._act_bytes(side * side * self.batch) + side * band_per_row > budget:
+            side -= 6
+        return max(lo, min(side, hi) if hi else side)
 
     # -- images --------------------------------------------------------------------------------
     def upscale(self, image: np.ndarray) -> np.ndarray:
-        """Upscale one image; returns the same layout and dtype at ×scale."""
-        rgb, alpha, layout = split(image)
-        out_rgb = self._run_float(rgb)
-        out_alpha = self._run_float(alpha) if alpha is not None else None
-        return merge(out_rgb, out_alpha, layout)
+        """Upscale one image; returns the same layout and dtype at ×scale.
 
-    def _run_float(self, rgb: np.ndarray) -> np.ndarray:
-        padded, (h, w) = pad_to_min(rgb, self.backend.tile_limits[0])
-        ph, pw = padded.shape[:2]
-        tile = self.tile_for(ph, pw)
-        if tile is None or (ph <= tile and pw <= tile):
-            x = np.ascontiguousarray(padded.transpose(2, 0, 1)[None])
-            y = self.backend.infer(x)[0].transpose(1, 2, 0)
+        Large images are tiled and streamed into the output row band by row band, so memory beyond
+        the input and output arrays is bounded by the tile (see ``memory_mb``).
+        """
+        a, layout = check_image(image)
+        h, w = a.shape[:2]
+        out = np.empty((h * self.scale, w * self.scale, *a.shape[2:]), a.dtype)
+        planes = ["rgb", "alpha"] if layout.channels == 4 else ["rgb"]
+        for plane in planes:
+            self._run_plane(a, plane, out)
+        return out
+
+    def _run_plane(self, a: np.ndarray, plane: str, out: np.ndarray) -> None:
+        h, w = a.shape[:2]
+        lo = self.backend.tile_limits[0]
+        if h < lo or w < lo:  # tiny images: mirror-pad (a small copy), crop on write
+            rgb = window_reader(a, plane)(0, h, 0, w).transpose(1, 2, 0)
+            padded, _ = pad_to_min(rgb, lo)
+            src = np.ascontiguousarray(padded)
+            read = window_reader(src, "rgb")
         else:
-            overlap = min(self.overlap, tile // 2)
-            plan = plan_tiles(ph, pw, scale=self.scale, tile=tile, overlap=overlap, min_size=self.backend.tile_limits[0])
-            y = tiled_apply(self.backend.infer, padded, plan, batch=self.batch)
-        return y[: h * self.scale, : w * self.scale]
+            src, read = a, window_reader(a, plane)
+        ph, pw = src.shape[:2]
+        tile = self.tile_for(ph, pw)
+        if tile is None or (ph <= tile and pw <= tile):  # one window: the exact whole-image result
+            plan = plan_tiles(ph, pw, scale=self.scale, tile=max(ph, pw, lo), overlap=0, min_size=lo, snap=False)
+        else:
+            overlap = min(self.overlap, esa_tile(tile, lo) // 2)  # the plan snaps the side to 6k + 3
+            plan = plan_tiles(ph, pw, scale=self.scale, tile=tile, overlap=overlap, min_size=lo)
+        banded_apply(self.backend.infer, read, plan, row_writer(out, plane, (h * self.scale, w * self.scale)),
+                     batch=self.batch)
 
     # -- camera frames -------------------------------------------------------------------------
     def _frame_buffers(self, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,66 @@
+"""Helpers shared by the benchmark scripts: machine description, timing, exported models, real frames."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+
+def machine_line() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next((l.split(":", 1)[1].strip() for l in fh if l.startswith("model name")), cpu)
+    except OSError:
+        pass
+    import onnxruntime as ort
+
+    return (f"machine: {cpu}, {len(os.sched_getaffinity(0))} usable cores, {platform.platform()}; "
+            f"python {platform.python_version()}, numpy {np.__version__}, onnxruntime {ort.__version__}")
+
+
+def time_ms(fn: Callable[[], object], runs: int, warmup: int = 2) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - t) * 1000)
+    return out
+
+
+def median(xs: list[float]) -> float:
+    return statistics.median(xs)
+
+
+def p95(xs: list[float]) -> float:
+    s = sorted(xs)
+    return s[min(len(s) - 1, int(round(0.95 * (len(s) - 1))))]
+
+
+def real_frame(width: int, height: int) -> np.ndarray:
+    """A real-content uint8 frame: a bundled Set5 LR image mirrored out to the size (never noise)."""
+    from bsrn_edge.datasets import bundled_set5
+    from bsrn_edge.imageio import read_rgb
+    from bsrn_edge.runtime.pixels import pad_to_min
+
+    img = read_rgb(sorted(bundled_set5().glob("*_LR.png"))[0])
+    big, _ = pad_to_min(img, max(width, height))
+    return np.ascontiguousarray(big[:height, :width])
+
+
+def exported_onnx(name: str, cache: Path, fp16: bool = False) -> Path:
+    """Export ``name`` once into ``cache`` (needs the export extra) and return the ONNX path."""
+    from bsrn_edge.export.pipeline import ExportOptions, export_checkpoint
+
+    path = cache / f"{name}{'.fp16' if fp16 else ''}.onnx"
+    if not path.is_file():
+        export_checkpoint(name, cache, ExportOptions(fp16=fp16, engine="skip", force=True), report=lambda m: None)
+    return path
