@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", nargs="+", default=["bsrn-s-x4", "bsrn-x4"], help="bundled names or checkpoint files")
     ap.add_argument("--datasets", nargs="+", default=["Urban100", "B100"], help="folders under --data")
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data", help="root of the LR/HR folders")
-    ap.add_argument("--images", type=int, default=5, help="first N images of each dataset (default 5)")
+    ap.add_argument("--images", type=int, default=10, help="first N images of each dataset (default 10: all of the shared Urban100)")
     ap.add_argument("--tile", type=int, default=DEFAULT_TILE, help=f"LR tile side (default {DEFAULT_TILE})")
     ap.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP, help=f"LR overlap (default {DEFAULT_OVERLAP})")
     ap.add_argument("--margin", type=int, default=DEFAULT_MARGIN, help=f"ramp margin (default {DEFAULT_MARGIN})")

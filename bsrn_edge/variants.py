@@ -37,8 +37,8 @@ class Variant:
     licence: str = "MIT"
     origin: str = ""
     checkpoint: str | None = None  # file name under bsrn_edge/weights when bundled
-    tile: int = 128  # recommended LR tile side
-    overlap: int = 16  # recommended LR overlap
+    tile: int = 195  # recommended LR tile side (6k + 3, see runtime/tiling.py)
+    overlap: int = 48  # recommended LR overlap
     aliases: tuple[str, ...] = field(default=())
 
     @property

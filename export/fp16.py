@@ -86,13 +86,11 @@ def _float_tensors(model: "onnx.ModelProto") -> set[str]:
 
 def calibration_tiles(images: Iterable[np.ndarray], tile: int) -> list[np.ndarray]:
     """Real images brought to ``tile``×``tile`` (mirrored where smaller, cropped where larger), NCHW float32."""
+    from bsrn_edge.runtime.pixels import pad_to_min
+
     tiles = []
     for img in images:
-        a = img[..., :3]
-        ph, pw = max(0, tile - a.shape[0]), max(0, tile - a.shape[1])
-        while ph or pw:  # mirror as often as needed for tiny images
-            a = np.pad(a, ((0, min(ph, a.shape[0])), (0, min(pw, a.shape[1])), (0, 0)), mode="symmetric")
-            ph, pw = max(0, tile - a.shape[0]), max(0, tile - a.shape[1])
+        a, _ = pad_to_min(np.asarray(img)[..., :3], tile)
         a = a[:tile, :tile]
         scale = np.float32(65535.0 if a.dtype == np.uint16 else 255.0) if a.dtype != np.float32 else np.float32(1.0)
         tiles.append(np.ascontiguousarray(a.transpose(2, 0, 1)[None].astype(np.float32) / scale))

@@ -22,8 +22,9 @@ INPUT_NAME = "input"
 OUTPUT_NAME = "output"
 
 
-def onnx_from_model(loaded: "LoadedModel", *, opset: int = DEFAULT_OPSET, sample_size: int = 64) -> "onnx.ModelProto":
-    """Export the deploy form of ``loaded`` with dynamic batch, height and width.
+def onnx_from_model(loaded: "LoadedModel", *, opset: int = DEFAULT_OPSET, sample_size: int = 64,
+                    deploy: bool = True) -> "onnx.ModelProto":
+    """Export the deploy form of ``loaded`` (``deploy=False``: the authors' structure) with dynamic batch, height and width.
 
     Uses the TorchScript exporter, which handles ESA's shape arithmetic for any size ≥ the
     model's minimum; the sample only fixes the channel count.
@@ -32,7 +33,7 @@ def onnx_from_model(loaded: "LoadedModel", *, opset: int = DEFAULT_OPSET, sample
     onnx = require("onnx")
     from bsrn_edge.models.deploy import to_deploy
 
-    model = to_deploy(loaded.model).cpu().float()
+    model = (to_deploy(loaded.model) if deploy else loaded.model).cpu().float()
     size = max(sample_size, loaded.min_size)
     sample = torch.zeros(1, 3, size, size)
     buf = io.BytesIO()

@@ -40,6 +40,12 @@ def banded_apply(infer: InferFn, read: ReadWindow, plan: TilePlan, write: WriteR
     if batch < 1:
         raise InputError(f"batch must be ≥ 1, got {batch}")
     s, width_out = plan.scale, plan.width * plan.scale
+    if len(plan) == 1:  # one window covers the image: its output is final, no blending band needed
+        y = np.asarray(infer(np.ascontiguousarray(read(0, plan.height, 0, plan.width)[None], dtype=np.float32)))
+        if y.shape != (1, 3, plan.height * s, width_out):
+            raise InputError(f"infer returned {y.shape} for a {plan.height}×{plan.width} image; check the model's scale ({s})")
+        write(0, plan.height * s, y[0].transpose(1, 2, 0))
+        return
     rows = len(plan.row_spans)
     extents = [_row_extent(plan, i) for i in range(rows)]
     tall = max(b - a for a, b in extents)

@@ -10,6 +10,9 @@ import numpy as np
 
 from bsrn_edge._lazy import require
 from bsrn_edge.errors import BsrnEdgeError, InputError
+from bsrn_edge.imageio import write_atomic
+
+from .png16 import apply_orientation, encode_png16, is_png16_color, read_png16
 
 _EXT = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 _FORMATS = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP"}
@@ -41,6 +44,8 @@ def read_image(path: Path):  # type: ignore[no-untyped-def]
         with Image.open(path) as im:
             im.load()
             icc = im.info.get("icc_profile")
+            if im.format == "PNG" and is_png16_color(path):  # Pillow would drop to 8 bits
+                return apply_orientation(read_png16(path), im.getexif().get(0x0112, 1)), icc
             im = ImageOps.exif_transpose(im)
             if im.mode in ("I;16", "I;16B", "I;16L", "I"):
                 arr = np.asarray(im).astype(np.uint16)
@@ -61,7 +66,10 @@ def write_image(arr: np.ndarray, dest: Path, fmt: str, icc: bytes | None) -> Non
     Image = require("PIL.Image")
     from bsrn_edge.imageio import atomic_path
 
-    if arr.dtype == np.uint16:
+    if arr.dtype == np.uint16 and arr.ndim == 3 and fmt == "PNG":
+        write_atomic(dest, encode_png16(arr if arr.shape[2] != 1 else np.repeat(arr, 3, axis=2), icc))
+        return
+    if arr.dtype == np.uint16:  # 16-bit to a format without 16-bit colour: keep the high byte
         im = Image.fromarray(arr if arr.ndim == 2 else (arr >> 8).astype(np.uint8))
     else:
         im = Image.fromarray(arr)

@@ -23,8 +23,9 @@ __all__ = ["Upscaler", "open_backend", "BackendName"]
 log = logging.getLogger(__name__)
 
 BackendName = Literal["auto", "onnxruntime", "tensorrt", "torch"]
-# live float32 feature maps per LR pixel and channel: ONNX Runtime peaks at ≈15 (BSRN-S) to ≈30 (BSRN)
-_ACT_MAPS = 32
+# live float32 feature maps per LR pixel and channel, measured as ONNX Runtime's peak RSS increase
+# (bsrn-bench): ≈15 for BSRN-S (48 channels), ≈30 for BSRN (64 channels); rounded up
+_ACT_MAPS_SMALL, _ACT_MAPS = 16, 32
 
 
 def open_backend(model: str | Path, backend: BackendName = "auto", device: str = "auto") -> Backend:
@@ -75,7 +76,7 @@ class Upscaler:
     """
 
     def __init__(self, model: str | Path, backend: BackendName = "auto", *, tile: int | Literal["auto"] | None = "auto",
-                 overlap: int | None = None, batch: int = 1, memory_mb: int = 384, device: str = "auto"):
+                 overlap: int | None = None, batch: int = 1, memory_mb: int = 768, device: str = "auto"):
         if batch < 1:
             raise InputError(f"batch must be ≥ 1, got {batch}")
         if isinstance(tile, int) and not isinstance(tile, bool) and tile < 1:
@@ -96,13 +97,15 @@ class Upscaler:
 
     # -- sizing --------------------------------------------------------------------------------
     def _act_bytes(self, pixels: int) -> int:
-        return pixels * 4 * max(self.meta.channels, 3) * _ACT_MAPS
+        maps = _ACT_MAPS_SMALL if self.meta.channels <= 48 else _ACT_MAPS
+        return pixels * 4 * max(self.meta.channels, 3) * maps
 
     def tile_for(self, height: int, width: int) -> int | None:
         """The LR tile side used for an image of this size (None: the whole image in one run).
 
         ``tile="auto"``: whole when the network's activations fit ``memory_mb``; otherwise the
-        largest tile whose activations plus the stitching band fit it (or the engine's maximum).
+        variant's recommended tile, made smaller if its activations plus the stitching band would not
+        fit ``memory_mb`` (and never above an engine's maximum).
         """
         lo, hi = self.backend.tile_limits
         if self.tile is None:
@@ -113,7 +116,7 @@ class Upscaler:
         if self._act_bytes(height * width) <= budget and (not hi or max(height, width) <= hi):
             return None
         band_per_row = self.scale * width * self.scale * 3 * 4  # float32 band bytes per LR row of tile
-        cap = min(hi or 4096, 4096)
+        cap = min(hi or self.meta.tile, self.meta.tile)
         side = 6 * ((cap - 3) // 6) + 3  # 6k + 3 keeps ESA's pooling grid whole (see tiling)
         while side > lo and self._act_bytes(side * side * self.batch) + side * band_per_row > budget:
             side -= 6

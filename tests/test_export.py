@@ -162,3 +162,20 @@ def test_onnx_path_runs_without_torch(tmp_path, bsrn_s):
     if proc.returncode == 0:
         pytest.skip("TensorRT present: engine built")
     assert proc.returncode == 3 and "TensorRT is not installed" in proc.stderr
+
+
+def test_calibration_images_join_validation_and_audit(tmp_path, set5_dir):
+    import shutil
+
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    for p in sorted(set5_dir.glob("*_LR.png"))[:2]:
+        shutil.copy(p, calib / p.name.replace("_LR", "_cal"))
+    res = export_checkpoint("bsrn-s-x4", tmp_path / "out", ExportOptions(fp16=True, calib=calib, profile=EngineProfile(32, 48, 64),
+                                                                      engine="skip"), report=lambda m: None)
+    manifest = json.loads(res.files["manifest"].read_text())
+    assert manifest["fp16_audit"]["calibration_images"] == 7  # 5 bundled Set5 + 2 from --calib
+    assert all(r["passed"] for r in manifest["validation"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="holds no images"):
+        export_checkpoint("bsrn-s-x4", tmp_path / "o2", ExportOptions(calib=tmp_path / "empty"), report=lambda m: None)

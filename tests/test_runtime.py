@@ -185,3 +185,34 @@ def test_cli_exif_orientation_icc_and_16_bit(tmp_path, onnx_path, lr_images):
     assert _cli("-i", str(tmp_path / "g16.png"), "-o", str(tmp_path / "g16_out.png"), "--model", str(onnx_path)) == 0
     assert np.asarray(Image.open(tmp_path / "g16_out.png")).dtype in (np.uint16, np.int32)
     assert Image.open(tmp_path / "g16_out.png").mode.startswith("I")
+
+
+def test_cli_keeps_16_bit_colour_png_and_its_icc(tmp_path, onnx_path, lr_images):
+    from bsrn_edge.runtime.png16 import encode_png16, read_png16
+
+    src = (lr_images[1][:20, :24].astype(np.uint16) * 257) + 3  # values an 8-bit round trip would lose
+    icc = b"icc-profile-for-16-bit"
+    (tmp_path / "c16.png").write_bytes(encode_png16(src, icc))
+    np.testing.assert_array_equal(read_png16(tmp_path / "c16.png"), src)
+    assert _cli("-i", str(tmp_path / "c16.png"), "-o", str(tmp_path / "c16_out.png"), "--model", str(onnx_path)) == 0
+    out = read_png16(tmp_path / "c16_out.png")
+    assert out.dtype == np.uint16 and out.shape == (80, 96, 3)
+    assert np.any(out % 257 != 0)  # genuinely 16-bit values, not an 8-bit image scaled up
+    from PIL import Image
+
+    assert Image.open(tmp_path / "c16_out.png").info.get("icc_profile") == icc
+
+
+def test_exif_orientations_match_pillow():
+    from PIL import Image, ImageOps
+
+    from bsrn_edge.runtime.png16 import apply_orientation
+
+    a = np.arange(6 * 4 * 3, dtype=np.uint8).reshape(6, 4, 3)
+    for tag in range(1, 9):
+        im = Image.fromarray(a)
+        exif = im.getexif()
+        exif[0x0112] = tag
+        im.info["exif"] = exif.tobytes()
+        want = np.asarray(ImageOps.exif_transpose(im))
+        np.testing.assert_array_equal(apply_orientation(a, tag), want, err_msg=f"orientation {tag}")

@@ -48,6 +48,20 @@ def session_options(threads: int | None = None):  # type: ignore[no-untyped-def]
     return opts
 
 
+def both_runtimes_installed() -> bool:
+    """True when onnxruntime and onnxruntime-gpu are both installed (they overwrite each other's files)."""
+    from importlib import metadata
+
+    names = set()
+    for dist in ("onnxruntime", "onnxruntime-gpu"):
+        try:
+            metadata.version(dist)
+            names.add(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return len(names) == 2
+
+
 def _providers(device: str) -> list[str]:
     ort = require("onnxruntime")
     have = set(ort.get_available_providers())
@@ -63,6 +77,12 @@ class OnnxRuntimeBackend:
 
     def __init__(self, path: str | Path, *, device: str = "cpu", threads: int | None = None):
         ort = require("onnxruntime")
+        if both_runtimes_installed():
+            import logging
+
+            logging.getLogger(__name__).warning(
+                "both onnxruntime and onnxruntime-gpu are installed and shadow each other; keep one: "
+                "pip uninstall -y onnxruntime onnxruntime-gpu && pip install 'bsrn-edge[gpu]' (or [cpu])")
         self.path = Path(path)
         if not self.path.is_file():
             raise InputError(f"{self.path}: no such ONNX file")
