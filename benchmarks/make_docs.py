@@ -88,6 +88,8 @@ def splice(page: str, section: str, start: str = START, end: str = END) -> str:
 SCRIPTS = [
     ("cpu-speed", "CPU speed levers for the default path (issue 6)", ["cpu_speed.py"],
      "each lever's gain over PyTorch fp32 eager of the authors' structure, one run, 320×180 → 1280×720"),
+    ("ort-profile", "ONNX Runtime profile of the default path", ["ort_profile.py"],
+     "kernel time per op type and per convolution kind, BSRN-S at 320×180"),
     ("frame-latency", "Camera frames: per-frame latency", ["frame_latency.py"],
      "Upscaler.upscale_into on the default CPU path, median and p95 over 30 frames"),
     ("memory", "Memory of a large upscale", ["memory_rss.py"],

@@ -37,11 +37,13 @@ def read_image(path: Path):  # type: ignore[no-untyped-def]
     """Read a file with EXIF orientation applied; returns (array, ICC profile bytes or None)."""
     Image = require("PIL.Image")
     ImageOps = require("PIL.ImageOps")
-    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
     if path.stat().st_size == 0:
         raise InputError(f"{path}: the file is empty")
     try:
-        with Image.open(path) as im:
+        with Image.open(path) as im:  # reads the header only
+            if im.width * im.height > MAX_PIXELS:
+                raise InputError(f"{path}: refused as a possible decompression bomb ({im.width}×{im.height} px, "
+                                 f"more than {MAX_PIXELS:,}); split the image or raise the limit")
             im.load()
             icc = im.info.get("icc_profile")
             if im.format == "PNG" and is_png16_color(path):  # Pillow would drop to 8 bits
@@ -55,6 +57,8 @@ def read_image(path: Path):  # type: ignore[no-untyped-def]
                 arr = np.asarray(im)
             else:
                 arr = np.asarray(im.convert("RGB"))
+    except InputError:
+        raise
     except Image.DecompressionBombError as exc:
         raise InputError(f"{path}: refused as a possible decompression bomb ({exc})") from exc
     except (OSError, SyntaxError, ValueError) as exc:

@@ -216,3 +216,15 @@ def test_exif_orientations_match_pillow():
         im.info["exif"] = exif.tobytes()
         want = np.asarray(ImageOps.exif_transpose(im))
         np.testing.assert_array_equal(apply_orientation(a, tag), want, err_msg=f"orientation {tag}")
+
+
+def test_cli_refuses_a_decompression_bomb(tmp_path, onnx_path, lr_images, monkeypatch, capsys):
+    from PIL import Image
+
+    import bsrn_edge.runtime.cli as cli_mod
+
+    Image.fromarray(lr_images[0][:40, :40]).save(tmp_path / "bomb.png")
+    monkeypatch.setattr(cli_mod, "MAX_PIXELS", 100)  # 1,600 px is then more than twice the limit
+    assert _cli("-i", str(tmp_path / "bomb.png"), "-o", str(tmp_path / "out.png"), "--model", str(onnx_path)) == 1
+    assert "decompression bomb" in capsys.readouterr().err
+    assert not (tmp_path / "out.png").exists()

@@ -1,0 +1,76 @@
+"""Where ONNX Runtime spends its time on the default CPU path: kernel time per op type and per conv kind.
+
+    python benchmarks/ort_profile.py [--model bsrn-s-x4] [--runs 4]
+
+Exports the model (cached), runs a real-content 320×180 frame with ORT's profiler on, and prints
+milliseconds per run for each op type and for 1×1, depthwise and dense convolutions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from _common import exported_onnx, machine_line, real_frame
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="bsrn-s-x4")
+    ap.add_argument("--runs", type=int, default=4)
+    ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "bsrn-edge-bench")
+    args = ap.parse_args()
+    import onnx
+
+    from bsrn_edge.runtime.backends.onnxruntime import session_options
+
+    import onnxruntime as ort
+
+    path = exported_onnx(args.model, args.cache)
+    tmp = Path(tempfile.mkdtemp())
+    opts = session_options()
+    opts.optimized_model_filepath = str(tmp / "optimized.onnx")
+    ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    graph = onnx.load(str(tmp / "optimized.onnx")).graph
+    shapes = {t.name: list(t.dims) for t in graph.initializer}
+    kind = {}
+    for n in graph.node:
+        if n.op_type == "Conv" and len(n.input) > 1 and n.input[1] in shapes:
+            groups = next((a.i for a in n.attribute if a.name == "group"), 1)
+            k = shapes[n.input[1]]
+            kind[n.name] = "depthwise" if groups > 1 else "1x1" if k[2] == 1 else f"{k[2]}x{k[3]} dense"
+    opts = session_options()
+    opts.enable_profiling = True
+    opts.profile_file_prefix = str(tmp / "prof")
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    x = np.ascontiguousarray(real_frame(320, 180).transpose(2, 0, 1)[None].astype(np.float32) / 255)
+    for _ in range(args.runs):
+        sess.run(None, {"input": x})
+    events = json.loads(Path(sess.end_profiling()).read_text())
+    by_op: collections.Counter[str] = collections.Counter()
+    by_conv: collections.Counter[str] = collections.Counter()
+    for e in events:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+            op = e["args"].get("op_name", "?")
+            by_op[op] += e["dur"]
+            if op == "Conv":
+                by_conv[kind.get(e["name"][: -len("_kernel_time")], "other")] += e["dur"]
+    total = sum(by_op.values())
+    print(machine_line())
+    print(f"{args.model}, 320×180, {args.runs} runs; kernel time {total / args.runs / 1000:.0f} ms per run")
+    print("| op | ms per run | share |\n| --- | ---: | ---: |")
+    for op, d in by_op.most_common(12):
+        print(f"| {op} | {d / args.runs / 1000:.1f} | {100 * d / total:.1f}% |")
+    print("\n| conv kind | ms per run |\n| --- | ---: |")
+    for k, d in by_conv.most_common():
+        print(f"| {k} | {d / args.runs / 1000:.1f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
