@@ -13,14 +13,11 @@ import numpy as np
 
 
 def machine_line() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next((l.split(":", 1)[1].strip() for l in fh if l.startswith("model name")), cpu)
-    except OSError:
-        pass
     import onnxruntime as ort
 
+    from bsrn_edge.bench import cpu_model
+
+    cpu = cpu_model()
     return (f"machine: {cpu}, {len(os.sched_getaffinity(0))} usable cores, {platform.platform()}; "
             f"python {platform.python_version()}, numpy {np.__version__}, onnxruntime {ort.__version__}")
 

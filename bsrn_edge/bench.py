@@ -272,7 +272,8 @@ class MachineInfo:
         return asdict(self)
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU model name (from /proc/cpuinfo where it exists)."""
     try:
         with open("/proc/cpuinfo") as fh:
             for line in fh:
@@ -323,7 +324,7 @@ def machine_info(config: BenchConfig | None = None) -> MachineInfo:
         versions["tensorrt"] = _version("tensorrt")
     return MachineInfo(
         platform=platform.platform(),
-        cpu=_cpu_model(),
+        cpu=cpu_model(),
         logical_cores=os.cpu_count() or 1,
         usable_cores=usable,
         python=platform.python_version(),

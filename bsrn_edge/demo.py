@@ -72,7 +72,9 @@ def main(argv: list[str] | None = None) -> int:
             u = Upscaler(path, tile=None)
             t = _median_ms(lambda: u.upscale(frame), args.runs)
             rows.append((label, evaluate(lambda a: u.backend.infer(a), bundled_set5(), 4, ssim=False).psnr_y, t))
-        print(f"   machine: {platform.machine()} {platform.processor() or ''}, {torch.get_num_threads()} torch threads")
+        from .bench import cpu_model
+
+        print(f"   machine: {cpu_model()} ({platform.machine()}), {torch.get_num_threads()} torch threads")
         print("| bsrn-s-x4 backend | Set5 PSNR-Y [dB] | 320×180→1280×720 median [ms] | speed-up vs PyTorch |")
         print("| --- | --- | --- | --- |")
         for label, p, t in rows:
