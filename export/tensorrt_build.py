@@ -45,7 +45,8 @@ def _progress_monitor(trt: Any, report: Callable[[str], None]) -> Any:
         def __init__(self) -> None:
             base.__init__(self)
 
-        def phase_start(self, parent_phase, phase_name, num_steps):  # type: ignore[no-untyped-def]
+        # TensorRT calls phase_start(phase_name, parent_phase, num_steps), positionally.
+        def phase_start(self, phase_name, parent_phase, num_steps):  # type: ignore[no-untyped-def]
             report(f"{phase_name} (0/{num_steps})")
 
         def step_complete(self, phase_name, step):  # type: ignore[no-untyped-def]

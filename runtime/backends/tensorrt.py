@@ -1,7 +1,8 @@
 """TensorRT backend: a thin layer over the documented 10.x/11.x runtime API with pycuda buffers.
 
 Shapes, dtypes and metadata come from ``model_info`` and ``base``; only device work lives here.
-Each thread gets its own execution context, stream and page-locked buffers.
+Each thread gets its own execution context, stream and page-locked buffers; the pycuda context is pushed
+around every call because a CUDA context is current only in the thread that made it.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class TensorRTBackend:
     def __init__(self, path: str | Path):
         self.trt = require("tensorrt")
         self.cuda = require("pycuda.driver")
-        require("pycuda.autoinit")
+        self._ctx = require("pycuda.autoinit").context  # current only in this thread: push it in the others
         self.path = Path(path)
         props = read_engine_props(self.path)
         self.meta = ModelMeta.from_props(props, str(self.path))
@@ -56,13 +57,15 @@ class TensorRTBackend:
     def _state(self, shape: tuple[int, ...], out_shape: tuple[int, ...]) -> Any:
         st = self._local
         if getattr(st, "shape", None) != shape:
+            st.shape = None  # stays invalid if anything below raises
             st.context = getattr(st, "context", None) or self.engine.create_execution_context()
             st.stream = getattr(st, "stream", None) or self.cuda.Stream()
             st.h_in = self.cuda.pagelocked_empty(shape, self.in_dtype)
             st.h_out = self.cuda.pagelocked_empty(out_shape, self.out_dtype)
             st.d_in = self.cuda.mem_alloc(st.h_in.nbytes)
             st.d_out = self.cuda.mem_alloc(st.h_out.nbytes)
-            st.context.set_input_shape(self.input, shape)
+            if not st.context.set_input_shape(self.input, shape):
+                raise InputError(f"{self.path}: input shape {shape} is outside the engine's optimization profile")
             st.context.set_tensor_address(self.input, int(st.d_in))
             st.context.set_tensor_address(self.output, int(st.d_out))
             st.shape = shape
@@ -76,14 +79,22 @@ class TensorRTBackend:
 
     def infer_into(self, x: np.ndarray, out: np.ndarray) -> None:
         x = check_batch(x, self)
-        st = self._state(tuple(x.shape), tuple(out.shape))
-        np.copyto(st.h_in, x, casting="same_kind" if self.in_dtype == np.float32 else "unsafe")
-        self.cuda.memcpy_htod_async(st.d_in, st.h_in, st.stream)
-        if not st.context.execute_async_v3(st.stream.handle):
-            raise InputError(f"{self.path}: TensorRT execution failed for input {x.shape}")
-        self.cuda.memcpy_dtoh_async(st.h_out, st.d_out, st.stream)
-        st.stream.synchronize()
-        np.copyto(out, st.h_out, casting="unsafe")
+        self._ctx.push()
+        try:
+            st = self._state(tuple(x.shape), tuple(out.shape))
+            np.copyto(st.h_in, x, casting="same_kind" if self.in_dtype == np.float32 else "unsafe")
+            self.cuda.memcpy_htod_async(st.d_in, st.h_in, st.stream)
+            if not st.context.execute_async_v3(st.stream.handle):
+                raise InputError(f"{self.path}: TensorRT execution failed for input {x.shape}")
+            self.cuda.memcpy_dtoh_async(st.h_out, st.d_out, st.stream)
+            st.stream.synchronize()
+            np.copyto(out, st.h_out, casting="unsafe")
+        finally:
+            self._ctx.pop()
 
     def close(self) -> None:
-        self._local = threading.local()
+        self._ctx.push()  # TensorRT frees its context memory through the current CUDA context
+        try:
+            self._local = threading.local()
+        finally:
+            self._ctx.pop()
