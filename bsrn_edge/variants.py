@@ -149,13 +149,6 @@ VARIANTS: dict[str, Variant] = {
 BUNDLED_NAMES: tuple[str, ...] = tuple(n for n, v in VARIANTS.items() if v.checkpoint)
 
 
-def register(variant: Variant) -> None:
-    """Add a variant (used by the baseline architectures). Names must be unique."""
-    if variant.name in VARIANTS:
-        raise InputError(f"variant {variant.name!r} is already registered")
-    VARIANTS[variant.name] = variant
-
-
 def get_variant(name: str) -> Variant:
     """Look a variant up by name or alias; the error lists the known names."""
     key = name.strip().lower()

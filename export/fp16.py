@@ -276,8 +276,6 @@ def fp16_from_onnx(
                 want = TensorProto.FLOAT if wants_fp32(n, k) else TensorProto.FLOAT16
                 if dtype[name] != want:
                     n.input[k] = cast(name, want)
-            for a in n.attribute:  # Cast nodes inside the original graph keep their targets
-                pass
             for o in n.output:
                 if o in floats:
                     dtype[o] = TensorProto.FLOAT if n.name in kept else TensorProto.FLOAT16

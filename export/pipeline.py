@@ -11,7 +11,7 @@ import os
 import platform
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -131,8 +131,7 @@ def export_checkpoint(ckpt: str, out_dir: Path, opts: ExportOptions, report: Rep
         images = [(x[0].transpose(1, 2, 0) * 255).round().astype(np.uint8) for x in ref.inputs]
         audit = audit_ranges(simplified, calibration_tiles(images, profile.max_tile), profile.max_tile)
         half, kept = fp16_from_onnx(simplified, audit, io_fp16=opts.fp16_io)
-        set_metadata(half, ModelMeta(**{**meta.__dict__, "precision": "fp16",
-                                        "io_dtype": "float16" if opts.fp16_io else "float32"}))
+        set_metadata(half, replace(meta, precision="fp16", io_dtype="float16" if opts.fp16_io else "float32"))
         result.fp32_nodes = kept
         peak = audit.peak
         report(f"fp16: audit on {len(images)} images at {profile.max_tile}px, peak |activation| "

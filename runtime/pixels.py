@@ -6,77 +6,24 @@ uint8, uint16 or float32 and get the same layout and dtype back.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from bsrn_edge.errors import InputError
 
-__all__ = ["Layout", "check_image", "split", "merge", "pad_to_min", "window_reader", "row_writer", "DTYPES"]
+__all__ = ["check_image", "pad_to_min", "window_reader", "row_writer", "DTYPES"]
 
 _CHUNK = 32  # output rows converted per step
 DTYPES = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0, np.dtype(np.float32): 1.0}
 
 
-@dataclass(frozen=True)
-class Layout:
-    shape: tuple[int, ...]
-    dtype: np.dtype
-
-    @property
-    def channels(self) -> int:
-        return 1 if len(self.shape) == 2 else self.shape[2]
-
-
-def check_image(image: np.ndarray) -> tuple[np.ndarray, Layout]:
-    """Validate an image array once; returns it as an ndarray and its layout."""
+def check_image(image: np.ndarray) -> np.ndarray:
+    """Validate an image array once; returns it as an ndarray."""
     a = np.asarray(image)
     if a.dtype not in DTYPES:
         raise InputError(f"pixels must be uint8, uint16 or float32, got {a.dtype}; convert the array first")
     if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (1, 3, 4)):
         raise InputError(f"expected an H×W, H×W×1, H×W×3 or H×W×4 image, got shape {a.shape}")
-    return a, Layout(a.shape, a.dtype)
-
-
-def split(image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, Layout]:
-    """Image → (RGB float32 H×W×3 in [0, 1], alpha float32 H×W×3 (gray) or None, layout)."""
-    a, layout = check_image(image)
-    f = a.astype(np.float32) / np.float32(DTYPES[a.dtype])
-    if a.dtype == np.float32:
-        f = np.clip(f, 0.0, 1.0)
-    if f.ndim == 2:
-        f = f[..., None]
-    alpha = None
-    if f.shape[2] == 4:
-        alpha = np.repeat(f[..., 3:4], 3, axis=2)
-        f = f[..., :3]
-    elif f.shape[2] == 1:
-        f = np.repeat(f, 3, axis=2)
-    return np.ascontiguousarray(f), alpha, layout
-
-
-def merge(rgb: np.ndarray, alpha: np.ndarray | None, layout: Layout, out: np.ndarray | None = None) -> np.ndarray:
-    """Float RGB (and alpha) at the output size → the caller's layout and dtype."""
-    c = layout.channels
-    if c in (1,) or len(layout.shape) == 2:
-        planes = rgb.mean(axis=2, keepdims=True)  # gray went through RGB: back to one plane
-    else:
-        planes = rgb
-    if alpha is not None:
-        planes = np.concatenate([planes, alpha.mean(axis=2, keepdims=True)], axis=2)
-    if len(layout.shape) == 2:
-        planes = planes[..., 0]
-    scale = DTYPES[layout.dtype]
-    if out is None:
-        out = np.empty(planes.shape, layout.dtype)
-    if layout.dtype == np.float32:
-        np.clip(planes, 0.0, 1.0, out=out)
-    else:
-        np.multiply(planes, scale, out=planes)
-        np.rint(planes, out=planes)
-        np.clip(planes, 0, scale, out=planes)
-        out[...] = planes
-    return out
+    return a
 
 
 def pad_to_min(rgb: np.ndarray, min_size: int) -> tuple[np.ndarray, tuple[int, int]]:

@@ -15,7 +15,7 @@ from bsrn_edge.errors import InputError
 
 from .backends.base import Backend
 from .bands import banded_apply
-from .pixels import Layout, check_image, merge, pad_to_min, row_writer, window_reader
+from .pixels import check_image, pad_to_min, row_writer, window_reader
 from .tiling import DEFAULT_OVERLAP, esa_tile, plan_tiles
 
 __all__ = ["Upscaler", "open_backend", "BackendName"]
@@ -129,10 +129,10 @@ class Upscaler:
         Large images are tiled and streamed into the output row band by row band, so memory beyond
         the input and output arrays is bounded by the tile (see ``memory_mb``).
         """
-        a, layout = check_image(image)
+        a = check_image(image)
         h, w = a.shape[:2]
         out = np.empty((h * self.scale, w * self.scale, *a.shape[2:]), a.dtype)
-        planes = ["rgb", "alpha"] if layout.channels == 4 else ["rgb"]
+        planes = ["rgb", "alpha"] if a.ndim == 3 and a.shape[2] == 4 else ["rgb"]
         for plane in planes:
             self._run_plane(a, plane, out)
         return out
@@ -185,7 +185,7 @@ class Upscaler:
         x, y = self._frame_buffers(frame.shape)
         np.divide(frame.transpose(2, 0, 1)[None], np.float32(255.0), out=x)
         self.backend.infer_into(x, y)
-        merge(y[0].transpose(1, 2, 0), None, Layout(frame.shape, frame.dtype), out=out)
+        row_writer(out, "rgb", want[:2])(0, want[0], y[0].transpose(1, 2, 0))
         return out
 
     def stream(self, frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
