@@ -53,11 +53,10 @@ def real_frame(width: int, height: int) -> np.ndarray:
     return np.ascontiguousarray(big[:height, :width])
 
 
-def exported_onnx(name: str, cache: Path, fp16: bool = False) -> Path:
-    """Export ``name`` once into ``cache`` (needs the export extra) and return the ONNX path."""
-    from bsrn_edge.export.pipeline import ExportOptions, export_checkpoint
+def exported_onnx(name: str, cache: Path | None = None, fp16: bool = False) -> Path:
+    """The ONNX of bundled model ``name`` from bsrn-bench's export cache (exported on a miss; needs torch)."""
+    from bsrn_edge import load_model
+    from bsrn_edge.bench import cached_export, default_cache_dir
 
-    path = cache / f"{name}{'.fp16' if fp16 else ''}.onnx"
-    if not path.is_file():
-        export_checkpoint(name, cache, ExportOptions(fp16=fp16, engine="skip", force=True), report=lambda m: None)
-    return path
+    files = cached_export(load_model(name), cache or default_cache_dir(), fp16)
+    return files["fp16_onnx" if fp16 else "onnx"]

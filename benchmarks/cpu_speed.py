@@ -11,7 +11,6 @@ model FLOPs (2 × MACs) / median time, printed beside this run's numpy sgemm thr
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 from pathlib import Path
 
@@ -30,13 +29,14 @@ def sgemm_gflops(n: int = 1024, runs: int = 5) -> float:
 def _ort(path_or_bytes, level: str, threads: int):  # type: ignore[no-untyped-def]
     import onnxruntime as ort
 
-    opts = ort.SessionOptions()
+    from bsrn_edge.runtime.backends.onnxruntime import session_options
+
+    opts = session_options(threads)  # the runtime's options, with one lever changed
     opts.graph_optimization_level = {
         "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
         "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
         "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
     }[level]
-    opts.intra_op_num_threads = threads
     src = str(path_or_bytes) if isinstance(path_or_bytes, Path) else path_or_bytes
     return ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"])
 
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="bsrn-s-x4,bsrn-x4")
     ap.add_argument("--runs", type=int, default=7)
-    ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "bsrn-edge-bench")
+    ap.add_argument("--cache", type=Path, help="export cache (default: bsrn-bench's)")
     args = ap.parse_args(argv)
     print("\n".join(report(args.models.split(","), args.runs, args.cache)))
     return 0

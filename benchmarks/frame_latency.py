@@ -9,7 +9,6 @@ machine, and the same run's plain ``upscale()`` figure for comparison.
 from __future__ import annotations
 
 import argparse
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,7 @@ def main() -> int:
     ap.add_argument("--models", default="bsrn-s-x4")
     ap.add_argument("--sizes", default="320x180,640x360")
     ap.add_argument("--runs", type=int, default=30)
-    ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "bsrn-edge-bench")
+    ap.add_argument("--cache", type=Path, help="export cache (default: bsrn-bench's)")
     args = ap.parse_args()
     from bsrn_edge.runtime import Upscaler
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -34,14 +33,15 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", default="4000x3000")
     ap.add_argument("--model", default="bsrn-s-x4")
-    ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "bsrn-edge-bench")
+    ap.add_argument("--cache", type=Path, help="export cache (default: bsrn-bench's)")
     args = ap.parse_args()
     w, h = (int(v) for v in args.size.split("x"))
-    onnx = args.cache / f"{args.model}.onnx"
-    if not onnx.is_file():  # export in a child so torch never enters this process
-        code = ("import sys; sys.path.insert(0, 'benchmarks'); from _common import exported_onnx; from pathlib import Path; "
-                f"exported_onnx({args.model!r}, Path({str(args.cache)!r}))")
-        subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parent.parent)
+    # export (or find in the cache) in a child so torch never enters this process
+    code = ("import sys; from pathlib import Path; sys.path.insert(0, 'benchmarks'); from _common import exported_onnx; "
+            "print(exported_onnx(sys.argv[1], Path(sys.argv[2]) if sys.argv[2] else None))")
+    child = subprocess.run([sys.executable, "-c", code, args.model, str(args.cache or "")], check=True,
+                           capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent)
+    onnx = Path(child.stdout.strip().splitlines()[-1])
     from bsrn_edge.runtime import Upscaler
 
     print(machine_line())

@@ -23,7 +23,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="bsrn-s-x4")
     ap.add_argument("--runs", type=int, default=4)
-    ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "bsrn-edge-bench")
+    ap.add_argument("--cache", type=Path, help="export cache (default: bsrn-bench's)")
     args = ap.parse_args()
     import onnx
 

@@ -76,6 +76,7 @@ __all__ = [
     "parse_backends",
     "machine_info",
     "bench_input",
+    "cached_export",
     "default_cache_dir",
     "cpu_peak_rss_increase_mb",
     "header_lines",
@@ -157,9 +158,10 @@ def parse_backends(text: str | Sequence[str]) -> tuple[str, ...]:
 
 
 def default_cache_dir() -> Path:
-    """Where exported ONNX files are kept between runs: ``$XDG_CACHE_HOME/bsrn-edge/bench`` (or ``~/.cache``)."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "bsrn-edge" / "bench"
+    """Where exported ONNX files are kept between runs: ``<cache root>/bench`` (see ``engine_cache.cache_root``)."""
+    from .export.engine_cache import cache_root
+
+    return cache_root() / "bench"
 
 
 @dataclass(frozen=True)
@@ -535,7 +537,7 @@ def _export_dir(cache: Path, loaded: "LoadedModel") -> Path:
     return cache / f"{loaded.variant.name}-{loaded.sha256[:12]}-v{__version__}"
 
 
-def _exported_onnx(loaded: "LoadedModel", cache: Path, fp16: bool) -> dict[str, Path]:
+def cached_export(loaded: "LoadedModel", cache: Path, fp16: bool) -> dict[str, Path]:
     """The cached ONNX files of ``loaded`` (``onnx`` and, when ``fp16``, ``fp16_onnx``), exported on a miss."""
     from .export.pipeline import ExportOptions, artifact_paths, export_checkpoint
 
@@ -570,7 +572,7 @@ def _engine(loaded: "LoadedModel", cache: Path, size: tuple[int, int], pairs: Se
     from .export.pipeline import build_engine_step, engine_path_for
     from .imageio import read_rgb
 
-    onnx16 = _exported_onnx(loaded, cache, fp16=True)["fp16_onnx"]
+    onnx16 = cached_export(loaded, cache, fp16=True)["fp16_onnx"]
     sides = [*size] + [s for p in pairs for s in read_rgb(p.lr).shape[:2]]
     lo = max(loaded.variant.min_size, min(32, min(sides)))
     hi = max(sides)
@@ -692,7 +694,7 @@ def iter_bench(config: BenchConfig, *, progress: Progress | None = None) -> Iter
                         runner = _TorchRunner(loaded, cfg.device)
                     elif backend in ("onnxruntime", "onnxruntime-fp16"):
                         need16 = any(b in ("onnxruntime-fp16", "tensorrt") for b in backends)
-                        files = _exported_onnx(loaded, cache, fp16=need16)
+                        files = cached_export(loaded, cache, fp16=need16)
                         runner = _OrtRunner(files["fp16_onnx" if backend.endswith("fp16") else "onnx"],
                                             cfg.device, cfg.threads)
                     else:

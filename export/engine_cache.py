@@ -10,7 +10,7 @@ from pathlib import Path
 
 from bsrn_edge.errors import InputError
 
-__all__ = ["EngineProfile", "EngineKey", "engine_key", "sidecar_matches", "default_cache_dir"]
+__all__ = ["EngineProfile", "EngineKey", "engine_key", "sidecar_matches", "cache_root", "default_cache_dir"]
 
 
 @dataclass(frozen=True)
@@ -86,8 +86,14 @@ def sidecar_matches(sidecar: Path, key: EngineKey) -> bool:
     return isinstance(data, dict) and data.get("digest") == key.digest
 
 
-def default_cache_dir() -> Path:
+def cache_root() -> Path:
+    """``$BSRN_EDGE_CACHE``, else ``$XDG_CACHE_HOME/bsrn-edge`` (``~/.cache/bsrn-edge``)."""
     import os
 
     base = os.environ.get("BSRN_EDGE_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME", str(Path.home() / ".cache")), "bsrn-edge")
-    return Path(base) / "engines"
+    return Path(base)
+
+
+def default_cache_dir() -> Path:
+    """Where built engines and the timing cache are kept."""
+    return cache_root() / "engines"

@@ -36,11 +36,11 @@ class ValidationRow:
 
 
 def ort_session(model_bytes: bytes, threads: int = 0) -> Any:
+    """A CPU session configured exactly as the runtime's (what users will run)."""
     ort = require("onnxruntime")
-    opts = ort.SessionOptions()
-    if threads:
-        opts.intra_op_num_threads = threads
-    return ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
+    from bsrn_edge.runtime.backends.onnxruntime import session_options
+
+    return ort.InferenceSession(model_bytes, session_options(threads or None), providers=["CPUExecutionProvider"])
 
 
 @dataclass
