@@ -14,7 +14,7 @@ import numpy as np
 
 from bsrn_edge.errors import InputError
 
-from .tiling import InferFn, Tile, TilePlan, tile_weights
+from .tiling import InferFn, Tile, TilePlan, add_tile, tile_weights
 
 __all__ = ["ReadWindow", "WriteRows", "banded_apply", "band_bytes"]
 
@@ -49,7 +49,7 @@ def banded_apply(infer: InferFn, read: ReadWindow, plan: TilePlan, write: WriteR
     rows = len(plan.row_spans)
     extents = [_row_extent(plan, i) for i in range(rows)]
     tall = max(b - a for a, b in extents)
-    band = np.zeros((tall, width_out, 3), np.float32)
+    band = np.zeros((3, tall, width_out), np.float32)  # C × rows × sW, like the tiles
     base = extents[0][0]
     for i in range(rows):
         tiles = [plan.tile_at(i * len(plan.col_spans) + j) for j in range(len(plan.col_spans))]
@@ -66,15 +66,13 @@ def banded_apply(infer: InferFn, read: ReadWindow, plan: TilePlan, write: WriteR
             if y.shape != want:
                 raise InputError(f"infer returned {y.shape} for tiles of {want}; check the model's scale ({s})")
             for t, out in zip(g, y):
-                region, own, w = tile_weights(plan, t)
-                r0, r1 = region[0].start - base, region[0].stop - base
-                band[r0:r1, region[1]] += (out[:, own[0], own[1]] * w).transpose(1, 2, 0)
+                add_tile(band, plan, t, out, row0=base)
         done = extents[i + 1][0] if i + 1 < rows else extents[i][1]
         n = done - base
         if n > 0:
-            write(base, done, band[:n])
+            write(base, done, band[:, :n].transpose(1, 2, 0))
             keep = extents[i][1] - done
             if keep > 0:
-                band[:keep] = band[n:n + keep]
-            band[max(keep, 0):] = 0.0
+                band[:, :keep] = band[:, n:n + keep]
+            band[:, max(keep, 0):] = 0.0
             base = done

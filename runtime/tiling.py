@@ -54,6 +54,7 @@ __all__ = [
     "esa_tile",
     "plan_tiles",
     "tile_weights",
+    "add_tile",
     "Stitcher",
     "tiled_apply",
     "SeamStats",
@@ -320,6 +321,13 @@ def tile_weights(plan: TilePlan, tile: Tile) -> tuple[tuple[slice, slice], tuple
     return out, own, np.outer(wy, wx).astype(np.float32)
 
 
+def add_tile(dst: np.ndarray, plan: TilePlan, tile: Tile, tile_output: np.ndarray, row0: int = 0) -> None:
+    """Add ``weights × tile_output`` (C × sh × sw) into ``dst`` (C × rows × sW), whose first row is output row ``row0``."""
+    out, own, w = tile_weights(plan, tile)
+    rows = slice(out[0].start - row0, out[0].stop - row0)
+    dst[:, rows, out[1]] += w * tile_output[:, own[0], own[1]]
+
+
 class Stitcher:
     """Accumulates tile outputs (C × sh × sw) into one preallocated float32 C × sH × sW image.
 
@@ -346,8 +354,7 @@ class Stitcher:
                 f"(C × {s}·h × {s}·w for its {tile.rows.size}×{tile.cols.size} window); check that the "
                 f"network's scale matches the plan's scale {s}"
             )
-        out, own, w = tile_weights(self.plan, tile)
-        self.output[(slice(None), *out)] += w * tile_output[(slice(None), *own)]
+        add_tile(self.output, self.plan, tile, tile_output)
         self._added.add(tile.index)
 
     def result(self) -> np.ndarray:
