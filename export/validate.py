@@ -10,7 +10,7 @@ import numpy as np
 
 from bsrn_edge._lazy import require
 from bsrn_edge.datasets import bundled_arrays
-from bsrn_edge.evaluate import from_nchw, to_nchw
+from bsrn_edge.evaluate import from_nchw, to_nchw, torch_upscale_fn
 from bsrn_edge.imageio import read_rgb
 from bsrn_edge.metrics import psnr_y
 
@@ -55,16 +55,11 @@ class Reference:
 
 def reference_outputs(model: Any, scale: int, extra: Sequence[Path] = ()) -> Reference:
     """PyTorch outputs for the bundled Set5 (at ``scale``) and any extra calibration images."""
-    torch = require("torch")
-    inputs, outputs, hr = [], [], []
+    run = torch_upscale_fn(model)
     items = [(lr, h) for _, lr, h in bundled_arrays(scale)] + [(read_rgb(e), None) for e in extra]
-    for lr, target in items:
-        x = to_nchw(lr)
-        with torch.inference_mode():
-            y = model(torch.from_numpy(x)).numpy()
-        inputs.append(x)
-        outputs.append(y)
-        hr.append(target)
+    inputs = [to_nchw(lr) for lr, _ in items]
+    outputs = [run(x) for x in inputs]
+    hr = [target for _, target in items]
     return Reference(inputs, outputs, hr, scale)
 
 

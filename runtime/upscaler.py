@@ -68,9 +68,9 @@ def _cuda() -> bool:
 class Upscaler:
     """Upscale images with a BSRN model on ONNX Runtime (default), TensorRT or PyTorch.
 
-    ``tile``: ``"auto"`` runs whole images that fit ``memory_mb`` and tiles the rest with a tile
-    sized from that budget (or the engine's profile); an int forces that LR tile side; ``None``
-    never tiles. ``overlap`` is in LR pixels. Tiles of equal size go ``batch`` at a time.
+    ``tile``: ``"auto"`` runs whole images whose activations fit ``memory_mb`` and tiles the rest
+    with the model's recommended tile (smaller when that budget or an engine's profile requires);
+    an int forces that LR tile side; ``None`` never tiles. ``overlap`` is in LR pixels. Tiles of equal size go ``batch`` at a time.
 
     The object keeps no per-call state: one instance can serve several threads at once.
     """
