@@ -23,8 +23,10 @@ OUTPUT_NAME = "output"
 
 
 def onnx_from_model(loaded: "LoadedModel", *, opset: int = DEFAULT_OPSET, sample_size: int = 64,
-                    deploy: bool = True) -> "onnx.ModelProto":
+                    deploy: bool = True, split_concat: bool = True) -> "onnx.ModelProto":
     """Export the deploy form of ``loaded`` (``deploy=False``: the authors' structure) with dynamic batch, height and width.
+
+    ``split_concat`` is passed to :func:`~bsrn_edge.models.deploy.to_deploy`.
 
     Uses the TorchScript exporter, which handles ESA's shape arithmetic for any size ≥ the
     model's minimum; the sample only fixes the channel count.
@@ -33,7 +35,7 @@ def onnx_from_model(loaded: "LoadedModel", *, opset: int = DEFAULT_OPSET, sample
     onnx = require("onnx")
     from bsrn_edge.models.deploy import to_deploy
 
-    model = (to_deploy(loaded.model) if deploy else loaded.model).cpu().float()
+    model = (to_deploy(loaded.model, split_concat=split_concat) if deploy else loaded.model).cpu().float()
     size = max(sample_size, loaded.min_size)
     sample = torch.zeros(1, 3, size, size)
     buf = io.BytesIO()
@@ -56,10 +58,18 @@ def onnx_from_model(loaded: "LoadedModel", *, opset: int = DEFAULT_OPSET, sample
     return onnx.load_from_string(buf.getvalue())
 
 
-def simplify_onnx(model: "onnx.ModelProto") -> "onnx.ModelProto":
-    """Fold constants and remove redundant nodes with onnxsim, keeping dynamic shapes."""
+def simplify_onnx(model: "onnx.ModelProto", *, keep_gelu: bool = True) -> "onnx.ModelProto":
+    """Fold constants and remove redundant nodes with onnxsim, keeping dynamic shapes.
+
+    onnxsim folds a scalar Mul that feeds a single Conv into that Conv's weights. For GELU's trailing
+    ×0.5 this breaks the Div-Erf-Add-Mul-Mul pattern that ONNX Runtime fuses into one Gelu kernel,
+    leaving four NCHW passes and two layout reorders behind every GELU with a single consumer (each
+    block's c3_r GELU, and ESA's). ``keep_gelu`` (the default) skips that fold; it costs nothing on
+    any runtime. ``keep_gelu=False`` is there to measure the difference.
+    """
     onnxsim = require("onnxsim")
-    simplified, ok = onnxsim.simplify(model)
+    skipped = ["fuse_preceding_mul_into_conv"] if keep_gelu else None
+    simplified, ok = onnxsim.simplify(model, skipped_optimizers=skipped)
     if not ok:  # pragma: no cover - onnxsim validates by running both graphs
         from bsrn_edge.errors import ValidationError
 

@@ -53,6 +53,20 @@ def test_graph_is_clean(bsrn_s):
     assert dims[0] and dims[2] and dims[3]  # batch, height and width are dynamic
 
 
+def test_onnx_runtime_fuses_every_gelu(bsrn_s, tmp_path):
+    """Each exact GELU (Div-Erf-Add-Mul-Mul) must reach ORT intact, so it becomes one Gelu kernel."""
+    import onnxruntime as ort
+
+    erfs = sum(n.op_type == "Erf" for n in onnx.load(str(bsrn_s.files["onnx"])).graph.node)
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    opts.optimized_model_filepath = str(tmp_path / "opt.onnx")
+    ort.InferenceSession(str(bsrn_s.files["onnx"]), opts, providers=["CPUExecutionProvider"])
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "opt.onnx")).graph.node]
+    assert erfs == 46  # 9 per block (7 in the block, 2 in ESA) × 5 blocks + the trunk
+    assert ops.count("Gelu") == erfs and "Erf" not in ops
+
+
 @pytest.mark.parametrize("h,w,batch", [(15, 15, 1), (17, 33, 1), (97, 61, 1), (48, 48, 2)])
 def test_onnx_matches_pytorch_at_odd_sizes(bsrn_s, lr_images, lr_batch, h, w, batch):
     sess = ort_session(bsrn_s.files["onnx"].read_bytes())

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import CCA, ESA, BSConvU, pointwise
+from .layers import CCA, ESA, BSConvU, pointwise, pointwise_on_concat
 
 __all__ = ["ESDB", "BSRN"]
 
@@ -41,7 +41,7 @@ class ESDB(nn.Module):
             distilled.append(F.gelu(getattr(self, f"c{i}_d")(r)))
             r = F.gelu(getattr(self, f"c{i}_r")(r) + r)
         distilled.append(F.gelu(self.c4(r)))
-        out = self.esa(self.c5(torch.cat(distilled, dim=1)))
+        out = self.esa(pointwise_on_concat(self.c5, distilled))
         if self.small:
             if hasattr(self, "cw"):  # the deploy form folds cw into conv_out
                 out = out * self.cw.view(1, -1, 1, 1)
@@ -87,7 +87,7 @@ class BSRN(nn.Module):
         for i in range(1, self.blocks + 1):
             h = getattr(self, f"B{i}")(h)
             outs.append(h)
-        trunk = F.gelu(self.c1(torch.cat(outs, dim=1)))
+        trunk = F.gelu(pointwise_on_concat(self.c1, outs))
         return self.upsampler(self.c2(trunk) + fea)
 
 

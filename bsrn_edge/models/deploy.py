@@ -2,7 +2,10 @@
 
 - every ``ChannelLinear`` becomes a 1×1 ``Conv2d`` (no Transpose/MatMul pairs in ONNX);
 - BSRN-S's per-channel ``cw`` is folded into the columns of ``conv_out``;
-- the 4× input replication is folded into ``fea_conv.pw`` (12 → 3 input channels).
+- the 4× input replication is folded into ``fea_conv.pw`` (12 → 3 input channels);
+- the 1×1 convs that read a channel concatenation (each block's ``c5``, the trunk's ``c1``) become a
+  sum of 1×1 convs over the parts (``SplitPointwise``): no Concat copy, and on ONNX Runtime's CPU
+  NCHWc path each partial conv accumulates into the previous one in place.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import torch
 from torch import nn
 
 from .bsrn import BSRN, ESDB
-from .layers import ChannelLinear
+from .layers import ChannelLinear, SplitPointwise
 
 __all__ = ["to_deploy", "linear_to_conv"]
 
@@ -58,9 +61,19 @@ def _fold_replication(model: BSRN) -> None:
     model.replicate = False
 
 
-def to_deploy(model: nn.Module) -> nn.Module:
+def _split_concat_convs(model: BSRN) -> None:
+    for i in range(1, model.blocks + 1):
+        block = getattr(model, f"B{i}")
+        d = block.c1_d.out_channels
+        block.c5 = SplitPointwise(block.c5, [d, d, d, block.c4.dw.out_channels])
+    channels = model.c2.dw.out_channels
+    model.c1 = SplitPointwise(model.c1, [channels] * model.blocks)
+
+
+def to_deploy(model: nn.Module, *, split_concat: bool = True) -> nn.Module:
     """Return a deep copy of a BSRN/BSRN-S module in deploy form (the input is not changed).
 
+    ``split_concat=False`` keeps the Concat before ``c5`` and ``c1`` (to measure that rewrite).
     Other architectures are returned as an eval-mode copy unchanged.
     """
     out = copy.deepcopy(model).eval()
@@ -70,6 +83,8 @@ def to_deploy(model: nn.Module) -> nn.Module:
     for i in range(1, out.blocks + 1):
         _fold_cw(getattr(out, f"B{i}"))
     _fold_replication(out)
+    if split_concat:
+        _split_concat_convs(out)
     for p in out.parameters():
         p.requires_grad_(False)
     return out

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ChannelLinear", "pointwise", "BSConvU", "ESA", "CCA", "contrast"]
+__all__ = ["ChannelLinear", "pointwise", "SplitPointwise", "pointwise_on_concat", "BSConvU", "ESA", "CCA", "contrast"]
 
 
 class ChannelLinear(nn.Linear):
@@ -24,6 +24,43 @@ def pointwise(cin: int, cout: int, *, linear: bool, bias: bool = True) -> nn.Mod
     if linear:
         return ChannelLinear(cin, cout, bias=True)
     return nn.Conv2d(cin, cout, 1, bias=bias)
+
+
+class SplitPointwise(nn.Module):
+    """A 1×1 conv over a channel concatenation, rewritten as a sum of 1×1 convs over the parts.
+
+    ``conv(cat(parts))`` equals ``Σ conv_k(part_k)`` with ``conv_k`` the matching column block of the
+    weights (the bias goes with the first part). The concatenated tensor is never materialised, and
+    ONNX Runtime's NCHWc layout accumulates each partial conv into the previous one in place.
+    """
+
+    def __init__(self, conv: nn.Conv2d, sizes: list[int]):
+        super().__init__()
+        if conv.kernel_size != (1, 1) or conv.groups != 1 or sum(sizes) != conv.in_channels:
+            raise ValueError(f"cannot split {conv} into input blocks {sizes}")
+        self.parts = nn.ModuleList()
+        start = 0
+        for i, n in enumerate(sizes):
+            part = nn.Conv2d(n, conv.out_channels, 1, bias=i == 0 and conv.bias is not None)
+            with torch.no_grad():
+                part.weight.copy_(conv.weight[:, start:start + n])
+                if part.bias is not None:
+                    part.bias.copy_(conv.bias)
+            self.parts.append(part)
+            start += n
+
+    def forward(self, parts: list[torch.Tensor]) -> torch.Tensor:  # type: ignore[override]
+        out = self.parts[0](parts[0])
+        for layer, x in zip(self.parts[1:], parts[1:]):
+            out = out + layer(x)
+        return out
+
+
+def pointwise_on_concat(layer: nn.Module, parts: list[torch.Tensor]) -> torch.Tensor:
+    """``layer(cat(parts, dim=1))``, without the concatenation when the deploy form split ``layer``."""
+    if isinstance(layer, SplitPointwise):
+        return layer(parts)
+    return layer(torch.cat(parts, dim=1))
 
 
 class BSConvU(nn.Module):
