@@ -1,9 +1,11 @@
 """Where ONNX Runtime spends its time on the default CPU path: kernel time per op type and per conv kind.
 
-    python benchmarks/ort_profile.py [--model bsrn-s-x4] [--runs 4]
+    python benchmarks/ort_profile.py [--model bsrn-s-x4] [--runs 4] [--dynamic]
 
 Exports the model (cached), runs a real-content 320×180 frame with ORT's profiler on, and prints
-milliseconds per run for each op type and for 1×1, depthwise and dense convolutions.
+milliseconds per run for each op type and for 1×1, depthwise and dense convolutions. The session is
+specialised to the frame's shape, as the runtime's CPU backend does (``--dynamic``: the one
+dynamic-shape session instead).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ def main() -> int:
     ap.add_argument("--model", default="bsrn-s-x4")
     ap.add_argument("--runs", type=int, default=4)
     ap.add_argument("--cache", type=Path, help="export cache (default: bsrn-bench's)")
+    ap.add_argument("--dynamic", action="store_true", help="profile the dynamic-shape session")
     args = ap.parse_args()
     import onnx
 
@@ -32,8 +35,9 @@ def main() -> int:
     import onnxruntime as ort
 
     path = exported_onnx(args.model, args.cache)
+    dims = None if args.dynamic else {"batch": 1, "height": 180, "width": 320}
     tmp = Path(tempfile.mkdtemp())
-    opts = session_options()
+    opts = session_options(dims=dims)
     opts.optimized_model_filepath = str(tmp / "optimized.onnx")
     ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     graph = onnx.load(str(tmp / "optimized.onnx")).graph
@@ -44,7 +48,7 @@ def main() -> int:
             groups = next((a.i for a in n.attribute if a.name == "group"), 1)
             k = shapes[n.input[1]]
             kind[n.name] = "depthwise" if groups > 1 else "1x1" if k[2] == 1 else f"{k[2]}x{k[3]} dense"
-    opts = session_options()
+    opts = session_options(dims=dims)
     opts.enable_profiling = True
     opts.profile_file_prefix = str(tmp / "prof")
     sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
@@ -62,7 +66,7 @@ def main() -> int:
                 by_conv[kind.get(e["name"][: -len("_kernel_time")], "other")] += e["dur"]
     total = sum(by_op.values())
     print(machine_line())
-    print(f"{args.model}, 320×180, {args.runs} runs; kernel time {total / args.runs / 1000:.0f} ms per run")
+    print(f"{args.model}, 320×180, {'dynamic' if args.dynamic else 'shape-specialised'} session, {args.runs} runs; kernel time {total / args.runs / 1000:.0f} ms per run")
     print("| op | ms per run | share |\n| --- | ---: | ---: |")
     for op, d in by_op.most_common(12):
         print(f"| {op} | {d / args.runs / 1000:.1f} | {100 * d / total:.1f}% |")

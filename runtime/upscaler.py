@@ -72,16 +72,19 @@ class Upscaler:
     with the model's recommended tile (smaller when that budget or an engine's profile requires);
     an int forces that LR tile side; ``None`` never tiles. ``overlap`` is in LR pixels. Tiles of equal size go ``batch`` at a time.
 
+    ``model`` is a file or bundled name (opened with ``backend`` on ``device``), or an already open
+    :class:`Backend` (e.g. ``OnnxRuntimeBackend(path, threads=1)``) when its options need setting.
+
     The object keeps no per-call state: one instance can serve several threads at once.
     """
 
-    def __init__(self, model: str | Path, backend: BackendName = "auto", *, tile: int | Literal["auto"] | None = "auto",
+    def __init__(self, model: str | Path | Backend, backend: BackendName = "auto", *, tile: int | Literal["auto"] | None = "auto",
                  overlap: int | None = None, batch: int = 1, memory_mb: int = 768, device: str = "auto"):
         if batch < 1:
             raise InputError(f"batch must be ≥ 1, got {batch}")
         if isinstance(tile, int) and not isinstance(tile, bool) and tile < 1:
             raise InputError(f"tile must be a positive LR side, 'auto' or None, got {tile}")
-        self.backend: Backend = open_backend(model, backend, device)
+        self.backend: Backend = model if isinstance(model, Backend) else open_backend(model, backend, device)
         self.meta = self.backend.meta
         self.scale = self.meta.scale
         self.tile = tile

@@ -109,6 +109,26 @@ def test_upscale_into_and_stream_reuse_buffers(up, lr_images):
         up.upscale_into(frame, np.empty((10, 10, 3), np.uint8))
 
 
+def test_shape_sessions_agree_with_the_dynamic_session_and_stay_bounded(onnx_path, lr_images):
+    from bsrn_edge.runtime.backends.onnxruntime import OnnxRuntimeBackend
+
+    dynamic = OnnxRuntimeBackend(onnx_path, shape_sessions=0)
+    shaped = OnnxRuntimeBackend(onnx_path, shape_sessions=2)
+    crops = [lr_images[0][:40, :56], lr_images[1][:33, :21], lr_images[2][:40, :56], lr_images[3][:17, :64]]
+    for img in crops:
+        x = np.ascontiguousarray(img.transpose(2, 0, 1)[None], dtype=np.float32) / 255
+        want = dynamic.infer(x)
+        got = shaped.infer(x)
+        assert got.shape == want.shape
+        assert np.abs(got - want).max() <= 1e-5
+        out = np.empty_like(want)
+        shaped.infer_into(x, out)
+        np.testing.assert_array_equal(out, got)
+    assert not dynamic._shaped  # shape_sessions=0: the one dynamic session only
+    assert list(shaped._shaped) == [(1, 3, 40, 56), (1, 3, 17, 64)]  # least recently used dropped first
+    assert Upscaler(shaped).backend is shaped  # an open backend can be handed to Upscaler
+
+
 def test_threads_share_one_upscaler(up, lr_images):
     frames = [np.ascontiguousarray(lr_images[i % 5][:24, :32]) for i in range(20)]
     expected = [up.upscale(f) for f in frames]

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import threading
+from collections import OrderedDict
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 
@@ -37,14 +40,19 @@ def physical_cores() -> int:
     return max(1, (os.cpu_count() or 2) // 2)
 
 
-def session_options(threads: int | None = None):  # type: ignore[no-untyped-def]
-    """The CPU session options we measured fastest (see docs/benchmarks.md)."""
+def session_options(threads: int | None = None, dims: Mapping[str, int] | None = None):  # type: ignore[no-untyped-def]
+    """The CPU session options we measured fastest (see docs/benchmarks.md).
+
+    ``dims`` fixes symbolic input dimensions by name (e.g. ``{"height": 180}``) for a shape-specialised session.
+    """
     ort = require("onnxruntime")
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.intra_op_num_threads = threads or physical_cores()
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    for name, value in (dims or {}).items():
+        opts.add_free_dimension_override_by_name(name, int(value))
     return opts
 
 
@@ -73,9 +81,19 @@ def _providers(device: str) -> list[str]:
 
 
 class OnnxRuntimeBackend:
-    """Runs an ONNX written by bsrn-export. ``InferenceSession.run`` is thread-safe."""
+    """Runs an ONNX written by bsrn-export. ``InferenceSession.run`` is thread-safe.
 
-    def __init__(self, path: str | Path, *, device: str = "cpu", threads: int | None = None):
+    On the CPU, each input shape (batch, height, width) gets its own session with those dimensions
+    fixed (ORT's free-dimension overrides), up to ``shape_sessions`` of them, least recently used
+    dropped first. With every shape known, ONNX Runtime folds ESA's size arithmetic to constants and
+    keeps more of the graph in its blocked NCHWc layout (fewer reorders, in-place conv sums); see
+    docs/benchmarks.md for the measured gain. A camera or a tiled image uses one or two shapes, and a
+    new shape costs one graph optimisation (tens of milliseconds). ``shape_sessions=0`` runs every
+    shape through the one dynamic-shape session.
+    """
+
+    def __init__(self, path: str | Path, *, device: str = "cpu", threads: int | None = None,
+                 shape_sessions: int = 4):
         ort = require("onnxruntime")
         if both_runtimes_installed():
             import logging
@@ -99,11 +117,35 @@ class OnnxRuntimeBackend:
         self._half_io = inp.type == "tensor(float16)"
         self.tile_limits = (self.meta.min_size, 0)
         self.max_batch = 0
+        self._threads = threads
+        # symbolic input dimensions by axis, e.g. {0: "batch", 2: "height", 3: "width"}
+        self._free_dims = {i: d for i, d in enumerate(inp.shape) if isinstance(d, str) and d}
+        on_cpu = self.session.get_providers()[0] == "CPUExecutionProvider"
+        self._max_shapes = max(0, shape_sessions) if on_cpu and self._free_dims else 0
+        self._shaped: OrderedDict[tuple[int, ...], object] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _session_for(self, shape: tuple[int, ...]):  # type: ignore[no-untyped-def]
+        """The session specialised to ``shape`` (created on first use), or the dynamic one."""
+        if not self._max_shapes:
+            return self.session
+        with self._lock:
+            sess = self._shaped.get(shape)
+            if sess is not None:
+                self._shaped.move_to_end(shape)
+                return sess
+            ort = require("onnxruntime")
+            opts = session_options(self._threads, {name: shape[axis] for axis, name in self._free_dims.items()})
+            sess = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+            self._shaped[shape] = sess
+            while len(self._shaped) > self._max_shapes:
+                self._shaped.popitem(last=False)
+            return sess
 
     def infer(self, x: np.ndarray) -> np.ndarray:
         x = check_batch(x, self)
         feed = x.astype(np.float16) if self._half_io else x
-        y = self.session.run([self._out_name], {self._in_name: feed})[0]
+        y = self._session_for(x.shape).run([self._out_name], {self._in_name: feed})[0]
         return y if y.dtype == np.float32 else y.astype(np.float32)
 
     def infer_into(self, x: np.ndarray, out: np.ndarray) -> None:
@@ -112,10 +154,13 @@ class OnnxRuntimeBackend:
             out[...] = self.infer(x)
             return
         x = check_batch(x, self)
-        binding = self.session.io_binding()
+        session = self._session_for(x.shape)
+        binding = session.io_binding()
         binding.bind_cpu_input(self._in_name, x)
         binding.bind_output(self._out_name, "cpu", 0, np.float32, list(out.shape), out.ctypes.data)
-        self.session.run_with_iobinding(binding)
+        session.run_with_iobinding(binding)
 
     def close(self) -> None:
+        with self._lock:
+            self._shaped.clear()
         self.session = None
