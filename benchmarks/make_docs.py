@@ -87,7 +87,7 @@ def splice(page: str, section: str, start: str = START, end: str = END) -> str:
 # Further sections: (marker, title, script and arguments, what it measures). Each script prints markdown.
 SCRIPTS = [
     ("cpu-speed", "CPU speed levers for the default path (issue 6)", ["cpu_speed.py"],
-     "each lever's gain over PyTorch fp32 eager of the authors' structure, one run, 320×180 → 1280×720"),
+     "each lever's gain over PyTorch fp32 eager of the authors' structure, medians of one run, 320×180 → 1280×720"),
     ("ort-profile", "ONNX Runtime profile of the default path", ["ort_profile.py"],
      "kernel time per op type and per convolution kind, BSRN-S at 320×180"),
     ("frame-latency", "Camera frames: per-frame latency", ["frame_latency.py"],

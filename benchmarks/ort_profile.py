@@ -20,23 +20,16 @@ import numpy as np
 
 from _common import exported_onnx, machine_line, real_frame
 
+FRAME_DIMS = {"batch": 1, "height": 180, "width": 320}
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="bsrn-s-x4")
-    ap.add_argument("--runs", type=int, default=4)
-    ap.add_argument("--cache", type=Path, help="export cache (default: bsrn-bench's)")
-    ap.add_argument("--dynamic", action="store_true", help="profile the dynamic-shape session")
-    args = ap.parse_args()
+
+def _conv_kinds(path: Path, dims: dict[str, int] | None, tmp: Path) -> dict[str, str]:
+    """Node name → '1x1' / 'depthwise' / 'KxK dense', read from ORT's optimised graph."""
     import onnx
+    import onnxruntime as ort
 
     from bsrn_edge.runtime.backends.onnxruntime import session_options
 
-    import onnxruntime as ort
-
-    path = exported_onnx(args.model, args.cache)
-    dims = None if args.dynamic else {"batch": 1, "height": 180, "width": 320}
-    tmp = Path(tempfile.mkdtemp())
     opts = session_options(dims=dims)
     opts.optimized_model_filepath = str(tmp / "optimized.onnx")
     ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
@@ -48,12 +41,24 @@ def main() -> int:
             groups = next((a.i for a in n.attribute if a.name == "group"), 1)
             k = shapes[n.input[1]]
             kind[n.name] = "depthwise" if groups > 1 else "1x1" if k[2] == 1 else f"{k[2]}x{k[3]} dense"
+    return kind
+
+
+def kernel_times(path: Path, runs: int, dims: dict[str, int] | None = FRAME_DIMS
+                 ) -> tuple[collections.Counter[str], collections.Counter[str]]:
+    """Kernel milliseconds per run on the 320×180 frame: (by op type, by conv kind)."""
+    import onnxruntime as ort
+
+    from bsrn_edge.runtime.backends.onnxruntime import session_options
+
+    tmp = Path(tempfile.mkdtemp())
+    kind = _conv_kinds(path, dims, tmp)
     opts = session_options(dims=dims)
     opts.enable_profiling = True
     opts.profile_file_prefix = str(tmp / "prof")
     sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     x = np.ascontiguousarray(real_frame(320, 180).transpose(2, 0, 1)[None].astype(np.float32) / 255)
-    for _ in range(args.runs):
+    for _ in range(runs):
         sess.run(None, {"input": x})
     events = json.loads(Path(sess.end_profiling()).read_text())
     by_op: collections.Counter[str] = collections.Counter()
@@ -61,18 +66,31 @@ def main() -> int:
     for e in events:
         if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
             op = e["args"].get("op_name", "?")
-            by_op[op] += e["dur"]
+            ms = e["dur"] / 1000 / runs
+            by_op[op] += ms
             if op == "Conv":
-                by_conv[kind.get(e["name"][: -len("_kernel_time")], "other")] += e["dur"]
+                by_conv[kind.get(e["name"][: -len("_kernel_time")], "other")] += ms
+    return by_op, by_conv
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="bsrn-s-x4")
+    ap.add_argument("--runs", type=int, default=4)
+    ap.add_argument("--cache", type=Path, help="export cache (default: bsrn-bench's)")
+    ap.add_argument("--dynamic", action="store_true", help="profile the dynamic-shape session")
+    args = ap.parse_args()
+    by_op, by_conv = kernel_times(exported_onnx(args.model, args.cache), args.runs, None if args.dynamic else FRAME_DIMS)
     total = sum(by_op.values())
     print(machine_line())
-    print(f"{args.model}, 320×180, {'dynamic' if args.dynamic else 'shape-specialised'} session, {args.runs} runs; kernel time {total / args.runs / 1000:.0f} ms per run")
+    print(f"{args.model}, 320×180, {'dynamic' if args.dynamic else 'shape-specialised'} session, {args.runs} runs; "
+          f"kernel time {total:.0f} ms per run")
     print("| op | ms per run | share |\n| --- | ---: | ---: |")
-    for op, d in by_op.most_common(12):
-        print(f"| {op} | {d / args.runs / 1000:.1f} | {100 * d / total:.1f}% |")
+    for op, ms in by_op.most_common(12):
+        print(f"| {op} | {ms:.1f} | {100 * ms / total:.1f}% |")
     print("\n| conv kind | ms per run |\n| --- | ---: |")
-    for k, d in by_conv.most_common():
-        print(f"| {k} | {d / args.runs / 1000:.1f} |")
+    for k, ms in by_conv.most_common():
+        print(f"| {k} | {ms:.1f} |")
     return 0
 
 
