@@ -1,10 +1,11 @@
 """CPU speed of the default path and of each lever (issue 6), measured in one run on this machine.
 
-    python benchmarks/cpu_speed.py [--models bsrn-s-x4,bsrn-x4] [--runs 7]
+    python benchmarks/cpu_speed.py [--models bsrn-s-x4,bsrn-x4] [--runs 8]
 
 Every row times the same real-content 320×180 LR frame (→ 1280×720 at ×4), back to back in its own
-block after two warm-up calls; the table walks the rows twice (forward, then in reverse, half of
-``--runs`` each) so a slow spell of this shared machine is spread over the rows, and quotes medians. Speed-ups are ratios
+block after a warm-up call; the table walks the rows four times (alternately forward and in reverse,
+a quarter of ``--runs`` each) so a slow spell of this shared machine is spread over the rows, and
+quotes the median of each row's ``--runs`` calls. Speed-ups are ratios
 to PyTorch fp32 eager of the authors' structure in the same run. The "default path" row is
 ``Upscaler(<exported .onnx>)``: what an app gets. Throughput is model FLOPs (2 × MACs) / median
 time, printed beside this run's numpy sgemm throughput.
@@ -108,17 +109,20 @@ def _openvino(path: Path, threads: int):  # type: ignore[no-untyped-def]
     return lambda x: req.infer({0: x})
 
 
-def timed_blocks(fns: list[Callable[[], object]], runs: int, warmup: int = 2) -> list[float]:
-    """Median milliseconds of each callable, timed back to back in its own block (as a user runs it).
+def timed_blocks(fns: list[Callable[[], object]], runs: int, passes: int = 4, warmup: int = 1) -> list[float]:
+    """Median milliseconds of each callable, each timed back to back in its own block (as a user runs it).
 
-    Two passes, the second in reverse order, each timing half of ``runs`` after ``warmup`` calls, so a
-    slow spell of this shared machine does not land on the rows at one end of the table only.
+    The rows are walked ``passes`` times, alternately forward and in reverse, each visit timing an equal
+    share of ``runs`` after ``warmup`` calls, so a slow spell of this shared machine is spread over
+    the table instead of landing on the rows at one end.
     """
     times: list[list[float]] = [[] for _ in fns]
-    first = (runs + 1) // 2
-    for order, n in ((range(len(fns)), first), (reversed(range(len(fns))), runs - first)):
+    share = [runs // passes + (p < runs % passes) for p in range(passes)]
+    for p, n in enumerate(share):
+        order = range(len(fns)) if p % 2 == 0 else reversed(range(len(fns)))
         for i in order:
-            times[i] += time_ms(fns[i], n, warmup) if n else []
+            if n:
+                times[i] += time_ms(fns[i], n, warmup)
     return [median(t) for t in times]
 
 
@@ -143,7 +147,7 @@ def measure(name: str, runs: int, cache: Path | None, sgemm: float) -> list[str]
     macs = count_complexity(loaded.model, (1, 3, 180, 320), multiadds_720p=False).flops
     cores = physical_cores()
     torch.set_num_threads(cores)
-    deploy = to_deploy(loaded.model)
+    deploy = to_deploy(loaded.model, split_concat=False)  # as the torch backend runs it
     default_onnx = exported_onnx(name, cache)
     naive = simplify_onnx(onnx_from_model(loaded, deploy=False)).SerializeToString()
     concat_graph = onnx_from_model(loaded, split_concat=False)
@@ -162,7 +166,7 @@ def measure(name: str, runs: int, cache: Path | None, sgemm: float) -> list[str]
     out = np.empty((180 * loaded.scale, 320 * loaded.scale, 3), np.uint8)
     rows: list[tuple[str, Callable[[], object]]] = [
         ("PyTorch fp32 eager, authors' structure (baseline)", eager(loaded.model)),
-        ("PyTorch fp32 eager, deploy form", eager(deploy)),
+        ("PyTorch fp32 eager, deploy form (as the torch backend runs it)", eager(deploy)),
         ("ORT, naive export of the authors' structure (Linear → Transpose/MatMul), all optimisations",
          _runner(_ort(naive), x)),
         ("ORT deploy form, basic optimisations only", _runner(_ort(default_onnx, "basic"), x)),
@@ -224,7 +228,7 @@ def measure(name: str, runs: int, cache: Path | None, sgemm: float) -> list[str]
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="bsrn-s-x4,bsrn-x4")
-    ap.add_argument("--runs", type=int, default=7)
+    ap.add_argument("--runs", type=int, default=8, help="timed calls per row, split over 4 passes (default: 8)")
     ap.add_argument("--cache", type=Path, help="export cache (default: bsrn-bench's)")
     args = ap.parse_args(argv)
     print("\n".join(report(args.models.split(","), args.runs, args.cache)))

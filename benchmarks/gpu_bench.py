@@ -85,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         x = torch.from_numpy(big[: lr_side[1], : lr_side[0]].transpose(2, 0, 1)[None].astype(np.float32) / 255).to(dev)
         paths = [("torch fp32 eager", loaded.model.to(dev), torch.float32, False)]
         if dev == "cuda":
-            paths.append(("torch fp16 channels_last deploy", to_deploy(loaded.model).to(dev, torch.float16)
+            deploy = to_deploy(loaded.model, split_concat=False)  # as the torch backend runs it
+            paths.append(("torch fp16 channels_last deploy", deploy.to(dev, torch.float16)
                           .to(memory_format=torch.channels_last), torch.float16, True))
         for label, model, dtype, cl in paths:
             xi = x.to(dtype)

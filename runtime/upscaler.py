@@ -91,10 +91,6 @@ class Upscaler:
         self.overlap = DEFAULT_OVERLAP if overlap is None else overlap
         self.batch = batch if not self.backend.max_batch else min(batch, self.backend.max_batch)
         self.memory_mb = memory_mb
-        if hasattr(self.backend, "cache_pixels"):  # keep cached shape sessions' arenas within the budget too
-            fit = self.memory_mb * (1 << 20) // self._act_bytes(1)
-            current = self.backend.cache_pixels
-            self.backend.cache_pixels = fit if current is None else min(current, fit)
         self._local = threading.local()
         log.info("bsrn-edge: %s on %s", self.meta.variant, self.backend.name)
 
