@@ -494,7 +494,9 @@ class _OrtRunner(_Runner):
         from .runtime.backends.onnxruntime import OnnxRuntimeBackend
 
         provider = "CUDAExecutionProvider" if device == "cuda" else "cpu"
-        self.backend = OnnxRuntimeBackend(onnx_path, device=provider, threads=threads)
+        # own arenas: with the process-wide shared one, a model measured after another would reuse
+        # the arena the first one grew, and its memory column would read near zero
+        self.backend = OnnxRuntimeBackend(onnx_path, device=provider, threads=threads, shared_arena=False)
         used = self.backend.session.get_providers()[0]
         if device == "cuda" and used != "CUDAExecutionProvider":
             raise InputError(

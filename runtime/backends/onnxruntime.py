@@ -40,10 +40,12 @@ def physical_cores() -> int:
     return max(1, (os.cpu_count() or 2) // 2)
 
 
-def session_options(threads: int | None = None, dims: Mapping[str, int] | None = None):  # type: ignore[no-untyped-def]
+def session_options(threads: int | None = None, dims: Mapping[str, int] | None = None, *,
+                    shared_arena: bool = True):  # type: ignore[no-untyped-def]
     """The CPU session options we measured fastest (see docs/benchmarks.md).
 
-    ``dims`` fixes symbolic input dimensions by name (e.g. ``{"height": 180}``) for a shape-specialised session.
+    ``dims`` fixes symbolic input dimensions by name (e.g. ``{"height": 180}``) for a shape-specialised
+    session. ``shared_arena=False`` gives the session an arena of its own (to measure one model's memory).
     """
     ort = require("onnxruntime")
     opts = ort.SessionOptions()
@@ -53,8 +55,9 @@ def session_options(threads: int | None = None, dims: Mapping[str, int] | None =
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     for name, value in (dims or {}).items():
         opts.add_free_dimension_override_by_name(name, int(value))
-    _register_shared_cpu_arena(ort)
-    opts.add_session_config_entry("session.use_env_allocators", "1")
+    if shared_arena:
+        _register_shared_cpu_arena(ort)
+        opts.add_session_config_entry("session.use_env_allocators", "1")
     return opts
 
 
@@ -118,12 +121,13 @@ class OnnxRuntimeBackend:
     new shape costs one graph optimisation (tens of milliseconds). ``shape_sessions=0`` runs every
     shape through the one dynamic-shape session.
 
-    All sessions draw on one shared CPU memory arena (see ``_shared_cpu_arena``), so caching several
-    shapes does not multiply the activation memory.
+    All sessions draw on one CPU memory arena shared by the process (``_register_shared_cpu_arena``), so
+    caching several shapes does not multiply the activation memory; ``shared_arena=False`` gives this
+    backend's sessions arenas of their own (bsrn-bench does, to measure each model's memory alone).
     """
 
     def __init__(self, path: str | Path, *, device: str = "cpu", threads: int | None = None,
-                 shape_sessions: int = 4):
+                 shape_sessions: int = 4, shared_arena: bool = True):
         ort = require("onnxruntime")
         if both_runtimes_installed():
             import logging
@@ -135,7 +139,8 @@ class OnnxRuntimeBackend:
         if not self.path.is_file():
             raise InputError(f"{self.path}: no such ONNX file")
         try:
-            self.session = ort.InferenceSession(str(self.path), session_options(threads), providers=_providers(device))
+            self.session = ort.InferenceSession(str(self.path), session_options(threads, shared_arena=shared_arena),
+                                                providers=_providers(device))
         except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types
             raise InputError(f"{self.path}: ONNX Runtime cannot load it ({str(exc).splitlines()[0]})") from exc
         props = dict(self.session.get_modelmeta().custom_metadata_map)
@@ -148,6 +153,7 @@ class OnnxRuntimeBackend:
         self.tile_limits = (self.meta.min_size, 0)
         self.max_batch = 0
         self._threads = threads
+        self._shared_arena = shared_arena
         # symbolic input dimensions by axis, e.g. {0: "batch", 2: "height", 3: "width"}
         self._free_dims = {i: d for i, d in enumerate(inp.shape) if isinstance(d, str) and d}
         on_cpu = self.session.get_providers()[0] == "CPUExecutionProvider"
@@ -165,7 +171,8 @@ class OnnxRuntimeBackend:
                 self._shaped.move_to_end(shape)
                 return sess
             ort = require("onnxruntime")
-            opts = session_options(self._threads, {name: shape[axis] for axis, name in self._free_dims.items()})
+            opts = session_options(self._threads, {name: shape[axis] for axis, name in self._free_dims.items()},
+                                   shared_arena=self._shared_arena)
             sess = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
             self._shaped[shape] = sess
             while len(self._shaped) > self._max_shapes:
