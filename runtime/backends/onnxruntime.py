@@ -117,7 +117,7 @@ class OnnxRuntimeBackend:
     fixed (ORT's free-dimension overrides), up to ``shape_sessions`` of them, least recently used
     dropped first. With every shape known, ONNX Runtime folds ESA's size arithmetic to constants and
     keeps more of the graph in its blocked NCHWc layout (fewer reorders, in-place conv sums); see
-    docs/benchmarks.md for the measured gain. A camera or a tiled image uses one or two shapes, and a
+    docs/benchmarks.md for the measured gain. A camera uses one shape, a tiled image up to four, and a
     new shape costs one graph optimisation (tens of milliseconds). ``shape_sessions=0`` runs every
     shape through the one dynamic-shape session.
 
