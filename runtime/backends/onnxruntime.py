@@ -62,7 +62,7 @@ def session_options(threads: int | None = None, dims: Mapping[str, int] | None =
 
 
 _ARENA_LOCK = threading.Lock()
-_ARENA_REGISTERED: list[bool] = []
+_arena_registered = False
 
 
 def _register_shared_cpu_arena(ort) -> None:  # type: ignore[no-untyped-def]
@@ -73,10 +73,11 @@ def _register_shared_cpu_arena(ort) -> None:  # type: ignore[no-untyped-def]
     245 MB higher). Sharing one keeps the peak at the largest run, as with a single session. If ORT
     refuses (another library registered one first), the sessions use that one, or their own.
     """
+    global _arena_registered
     with _ARENA_LOCK:
-        if _ARENA_REGISTERED:
+        if _arena_registered:
             return
-        _ARENA_REGISTERED.append(True)
+        _arena_registered = True
         info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
         try:
             ort.create_and_register_allocator(info, None)
