@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import MISSING, asdict, dataclass, fields
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 from .errors import InputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .sizes import SizeRequirements
 
 __all__ = ["ModelMeta", "META_PREFIX"]
 
@@ -32,6 +35,16 @@ class ModelMeta:
     precision: str = "fp32"  # fp32 | fp16
     io_dtype: str = "float32"  # float32 | float16
     input_range: float = 1.0
+    #: the graph's pixel I/O: "float" = N×3×H×W float in [0, 1] (``io_dtype``); "uint8" = N×H×W×3 uint8 RGB
+    #: in and N×sH×sW×3 uint8 out, with normalisation, layout, clamp, round-half-to-even and cast in the graph
+    pixels: str = "float"
+
+    @property
+    def sizes(self) -> "SizeRequirements":
+        """The network's input-size rules (minimum side, ESA tile grid)."""
+        from .sizes import SizeRequirements
+
+        return SizeRequirements(self.min_size)
 
     def to_props(self) -> dict[str, str]:
         """Flat string map for ONNX ``metadata_props``."""

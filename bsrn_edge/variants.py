@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 from .errors import InputError
+from .sizes import SizeRequirements
 
 __all__ = ["Variant", "VARIANTS", "get_variant", "bundled_checkpoint", "BUNDLED_NAMES"]
 
@@ -48,6 +49,11 @@ class Variant:
     @property
     def channels(self) -> int:
         return int(self.kwargs["channels"])  # type: ignore[arg-type]
+
+    @property
+    def sizes(self) -> SizeRequirements:
+        """The network's input-size rules (minimum side, ESA tile grid)."""
+        return SizeRequirements(self.min_size)
 
     @property
     def blocks(self) -> int:
