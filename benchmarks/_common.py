@@ -46,7 +46,7 @@ def real_frame(width: int, height: int) -> np.ndarray:
     """A real-content uint8 frame: a bundled Set5 LR image mirrored out to the size (never noise)."""
     from bsrn_edge.datasets import bundled_set5
     from bsrn_edge.imageio import read_rgb
-    from bsrn_edge.runtime.pixels import pad_to_min
+    from bsrn_edge.pixels import pad_to_min
 
     img = read_rgb(sorted(bundled_set5().glob("*_LR.png"))[0])
     big, _ = pad_to_min(img, max(width, height))

@@ -14,7 +14,8 @@ import numpy as np
 
 from .datasets import Pair, find_pairs
 from .imageio import read_rgb
-from .metrics import psnr_rgb, psnr_y, quantize, ssim_y
+from .metrics import psnr_rgb, psnr_y, ssim_y
+from .pixels import from_nchw, to_nchw
 
 __all__ = ["UpscaleFn", "ImageScore", "Scores", "evaluate", "to_nchw", "from_nchw", "torch_upscale_fn"]
 
@@ -49,16 +50,6 @@ class Scores:
     @property
     def psnr_rgb(self) -> float:
         return self.mean("psnr_rgb")
-
-
-def to_nchw(img: np.ndarray) -> np.ndarray:
-    """H×W×3 uint8 → 1×3×H×W float32 in [0, 1]."""
-    return np.ascontiguousarray(img.transpose(2, 0, 1)[None].astype(np.float32) / np.float32(255.0))
-
-
-def from_nchw(x: np.ndarray) -> np.ndarray:
-    """1×3×H×W float in [0, 1] → H×W×3 uint8 (clamped and rounded)."""
-    return quantize(np.asarray(x)[0].transpose(1, 2, 0))
 
 
 def evaluate(

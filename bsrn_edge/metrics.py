@@ -7,12 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .pixels import quantize  # the paper's clamp-and-round, kept importable from here
+
 __all__ = ["rgb_to_y", "psnr", "psnr_y", "psnr_rgb", "ssim_y", "quantize"]
-
-
-def quantize(x: np.ndarray) -> np.ndarray:
-    """Float RGB in [0, 1] → uint8, clamped and rounded (the paper's protocol)."""
-    return np.clip(np.rint(np.asarray(x, dtype=np.float64) * 255.0), 0, 255).astype(np.uint8)
 
 
 def rgb_to_y(img: np.ndarray) -> np.ndarray:

@@ -86,7 +86,7 @@ def _float_tensors(model: "onnx.ModelProto") -> set[str]:
 
 def calibration_tiles(images: Iterable[np.ndarray], tile: int) -> list[np.ndarray]:
     """Real images brought to ``tile``×``tile`` (mirrored where smaller, cropped where larger), NCHW float32."""
-    from bsrn_edge.runtime.pixels import pad_to_min
+    from bsrn_edge.pixels import pad_to_min
 
     tiles = []
     for img in images:

@@ -15,7 +15,7 @@ from bsrn_edge.errors import InputError
 
 from .backends.base import Backend
 from .bands import banded_apply
-from .pixels import check_image, pad_to_min, row_writer, window_reader
+from bsrn_edge.pixels import check_image, pad_to_min, row_writer, window_reader
 from .tiling import DEFAULT_OVERLAP, esa_tile, plan_tiles
 
 __all__ = ["Upscaler", "open_backend", "BackendName"]

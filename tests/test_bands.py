@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from bsrn_edge.runtime.bands import band_bytes, banded_apply
-from bsrn_edge.runtime.pixels import window_reader
+from bsrn_edge.pixels import window_reader
 from bsrn_edge.runtime.tiling import plan_tiles, tiled_apply
 
 

@@ -1,7 +1,9 @@
-"""Pixel-format conversion around the network (pure numpy).
+"""Pixel-format conversion around the network: the one home of every such rule (pure numpy).
 
-The network sees float32 RGB in [0, 1]; callers hand us H×W, H×W×1, H×W×3 or H×W×4 arrays of
-uint8, uint16 or float32 and get the same layout and dtype back.
+The network sees float32 RGB in [0, 1] (N×3×H×W); callers hand us H×W, H×W×1, H×W×3 or H×W×4 arrays
+of uint8, uint16 or float32 and get the same layout and dtype back. Float → integer conversion is
+clamp, then round half to even (``np.rint``), then cast: the paper's protocol, and exactly what an
+exported uint8-I/O graph does (``Clip`` → ``Round`` → ``Cast``).
 """
 
 from __future__ import annotations
@@ -10,10 +12,27 @@ import numpy as np
 
 from bsrn_edge.errors import InputError
 
-__all__ = ["check_image", "pad_to_min", "window_reader", "row_writer", "DTYPES"]
+__all__ = ["check_image", "pad_to_min", "window_reader", "row_writer", "DTYPES", "to_nchw", "from_nchw", "quantize"]
 
 _CHUNK = 32  # output rows converted per step
 DTYPES = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0, np.dtype(np.float32): 1.0}
+
+
+def quantize(x: np.ndarray, peak: float = 255.0, dtype: type = np.uint8) -> np.ndarray:
+    """Float RGB in [0, 1] → integers on ``[0, peak]``: clamped, rounded half to even, cast."""
+    return np.clip(np.rint(np.asarray(x, dtype=np.float64) * peak), 0, peak).astype(dtype)
+
+
+def to_nchw(img: np.ndarray) -> np.ndarray:
+    """H×W×3 uint8 / uint16 / float32 → 1×3×H×W float32 in [0, 1] (a copy)."""
+    a = np.asarray(img)
+    f = a.transpose(2, 0, 1)[None].astype(np.float32) / np.float32(DTYPES[a.dtype])
+    return np.ascontiguousarray(f)
+
+
+def from_nchw(x: np.ndarray) -> np.ndarray:
+    """1×3×H×W float in [0, 1] → H×W×3 uint8 (clamped, rounded half to even)."""
+    return quantize(np.asarray(x)[0].transpose(1, 2, 0))
 
 
 def check_image(image: np.ndarray) -> np.ndarray:
