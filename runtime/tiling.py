@@ -1,6 +1,7 @@
-"""Tiled inference that does not show: a pure plan, blending weights, a stitcher and seam measurement.
+"""Tiled inference that does not show: a pure plan and its blending weights.
 
-numpy only: no torch, no onnxruntime, no model state.
+numpy only: no torch, no onnxruntime, no model state. The stitcher that runs a plan is ``bands``;
+seam statistics (measurement, not runtime) are in ``bsrn_edge.metrics``.
 
 BSRN cannot be tiled exactly. Its ESA pools on a grid that starts at the input origin (3×3 stride-2
 conv without padding, then a 7×7 stride-3 max-pool) and resizes the pooled map back with a ratio that
@@ -35,32 +36,23 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Iterator, Literal
+from typing import Literal
 
 import numpy as np
 
 from bsrn_edge.errors import InputError
+from bsrn_edge.sizes import ESA_ALIGNMENT, SizeRequirements
 
 __all__ = [
     "DEFAULT_TILE",
     "DEFAULT_OVERLAP",
     "DEFAULT_MARGIN",
-    "ESA_ALIGNMENT",
     "Blend",
-    "InferFn",
     "Span",
     "Tile",
     "TilePlan",
-    "esa_tile",
     "plan_tiles",
     "tile_weights",
-    "add_tile",
-    "Stitcher",
-    "tiled_apply",
-    "SeamStats",
-    "seam_lines",
-    "seam_stats",
-    "seam_ratio",
 ]
 
 #: LR tile side, 6k + 3. Exactness grows with the tile (measured 129 to 201 on Urban100 ×4); 195 keeps
@@ -71,13 +63,7 @@ DEFAULT_TILE = 195
 DEFAULT_OVERLAP = 48
 #: LR pixels next to a window edge left out of the blending ramp (the tile lacks context there).
 DEFAULT_MARGIN = 12
-#: ESA's pooling step: stride-2 conv × stride-3 max-pool.
-ESA_ALIGNMENT = 6
-
 Blend = Literal["cosine", "linear", "crop"]
-Lines = Literal["seams", "edges"]
-#: Maps float32 N×3×h×w in [0, 1] to N×3×sh×sw (any backend).
-InferFn = Callable[[np.ndarray], np.ndarray]
 _BLENDS: tuple[str, ...] = ("cosine", "linear", "crop")
 
 
@@ -164,6 +150,14 @@ class TilePlan:
         """Output-pixel lines where neighbouring tiles meet (middle of each ramp): ``(rows, cols)``."""
         return _meets(self.row_spans, self.scale), _meets(self.col_spans, self.scale)
 
+    @property
+    def edges(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """Output-pixel lines of interior window edges, where a tile's input stops: ``(rows, cols)``."""
+        s = self.scale
+        rows = {s * v for sp in self.row_spans for v in (sp.start, sp.stop) if 0 < v < self.height}
+        cols = {s * v for sp in self.col_spans for v in (sp.start, sp.stop) if 0 < v < self.width}
+        return tuple(sorted(rows)), tuple(sorted(cols))
+
 
 def _meets(spans: tuple[Span, ...], scale: int) -> tuple[int, ...]:
     return tuple(scale * ((s.full_to + s.fade_out) // 2) for s in spans[:-1])
@@ -175,15 +169,6 @@ def _check_int(name: str, value: object, lowest: int, hint: str) -> int:
     if value < lowest:
         raise InputError(f"{name} must be at least {lowest}, got {value}; {hint}")
     return int(value)
-
-
-def esa_tile(size: int, min_size: int = 1) -> int:
-    """The largest side ``6k + 3 <= size`` (ESA's pooling then ends exactly at the window edge).
-
-    Returns ``size`` itself when snapping would go below ``min_size``.
-    """
-    snapped = size - (size - 3) % 6
-    return snapped if snapped >= max(min_size, 3) else size
 
 
 def _windows(length: int, tile: int, overlap: int, alignment: int, min_size: int) -> list[tuple[int, int]]:
@@ -247,7 +232,7 @@ def plan_tiles(
     """Plan the tiles of an LR image of ``height × width`` for a ×``scale`` network.
 
     An axis no longer than the tile is one window (exact along that axis). A longer axis gets windows
-    of the tile side (``esa_tile(tile)`` when ``snap``), overlapping by at least ``overlap``, starting on
+    of the tile side (snapped to ESA's ``6k + 3`` by :meth:`SizeRequirements.snap_tile` when ``snap``), overlapping by at least ``overlap``, starting on
     multiples of ``alignment``, the first and last flush with the image borders. No window is larger
     than ``tile`` or smaller than ``min_size``. Raises :class:`InputError` for impossible arguments and
     for images smaller than ``min_size`` (pad those first).
@@ -262,7 +247,7 @@ def plan_tiles(
     margin = _check_int("margin", margin, 0, "pass 0 or more LR pixels kept out of the blending ramp")
     if blend not in _BLENDS:
         raise InputError(f"blend must be one of {', '.join(_BLENDS)}, got {blend!r}")
-    side = esa_tile(tile, min_size) if snap else tile
+    side = SizeRequirements(min_size).snap_tile(tile) if snap else tile  # the ESA 6k + 3 side
     if overlap > side - alignment:
         raise InputError(
             f"overlap {overlap} leaves no room to advance a {side}-pixel window by the {alignment}-pixel grid; "
@@ -319,222 +304,3 @@ def tile_weights(plan: TilePlan, tile: Tile) -> tuple[tuple[slice, slice], tuple
     ty, tx = y0 - s * tile.rows.start, x0 - s * tile.cols.start
     own = (slice(ty, ty + wy.size), slice(tx, tx + wx.size))
     return out, own, np.outer(wy, wx).astype(np.float32)
-
-
-def add_tile(dst: np.ndarray, plan: TilePlan, tile: Tile, tile_output: np.ndarray, row0: int = 0) -> None:
-    """Add ``weights × tile_output`` (C × sh × sw) into ``dst`` (C × rows × sW), whose first row is output row ``row0``."""
-    out, own, w = tile_weights(plan, tile)
-    rows = slice(out[0].start - row0, out[0].stop - row0)
-    dst[:, rows, out[1]] += w * tile_output[:, own[0], own[1]]
-
-
-class Stitcher:
-    """Accumulates tile outputs (C × sh × sw) into one preallocated float32 C × sH × sW image.
-
-    Beyond the output, memory is one tile's weights at a time. Each tile of the plan must be added
-    exactly once before :meth:`result`; a missing tile is an error, never a stale region.
-    """
-
-    def __init__(self, plan: TilePlan, channels: int = 3):
-        self.plan = plan
-        self.output = np.zeros((channels, *plan.output_shape), dtype=np.float32)
-        self._added: set[int] = set()
-
-    def add(self, tile: Tile, tile_output: np.ndarray) -> None:
-        """Add ``weights × tile_output`` to the output."""
-        if tile != self.plan.tile_at(tile.index):
-            raise InputError(f"tile {tile.index} does not belong to this plan; add the plan's own tiles")
-        if tile.index in self._added:
-            raise InputError(f"tile {tile.index} was already added; add each tile of the plan once")
-        s = self.plan.scale
-        want = (self.output.shape[0], s * tile.rows.size, s * tile.cols.size)
-        if tuple(tile_output.shape) != want:
-            raise InputError(
-                f"tile {tile.index} output has shape {tuple(tile_output.shape)}, expected {want} "
-                f"(C × {s}·h × {s}·w for its {tile.rows.size}×{tile.cols.size} window); check that the "
-                f"network's scale matches the plan's scale {s}"
-            )
-        add_tile(self.output, self.plan, tile, tile_output)
-        self._added.add(tile.index)
-
-    def result(self) -> np.ndarray:
-        """The stitched C × sH × sW float32 image."""
-        missing = len(self.plan) - len(self._added)
-        if missing:
-            raise InputError(f"{missing} of {len(self.plan)} tiles were never added; add every tile before result()")
-        return self.output
-
-
-def _batches(plan: TilePlan, batch: int) -> Iterator[list[Tile]]:
-    """The plan's tiles grouped by window size, in chunks of at most ``batch``."""
-    by_size: dict[tuple[int, int], list[Tile]] = {}
-    for t in plan.tiles:
-        by_size.setdefault(t.size, []).append(t)
-    for group in by_size.values():
-        for k in range(0, len(group), batch):
-            yield group[k : k + batch]
-
-
-def _as_chw(image: np.ndarray) -> tuple[np.ndarray, bool]:
-    """N×3×H×W or H×W×3 → (N×3×H×W float32 view/copy, was_hwc)."""
-    a = np.asarray(image)
-    if a.ndim == 4 and a.shape[1] == 3:
-        nchw, hwc = a, False
-    elif a.ndim == 3 and a.shape[2] == 3:
-        nchw, hwc = a.transpose(2, 0, 1)[None], True
-    else:
-        raise InputError(
-            f"expected an N×3×H×W array or an H×W×3 image, got shape {a.shape}; drop alpha channels "
-            "and convert grey images to RGB first"
-        )
-    if a.dtype == np.uint8:
-        return nchw.astype(np.float32) / np.float32(255.0), hwc
-    if not np.issubdtype(a.dtype, np.floating):
-        raise InputError(f"expected uint8 pixels or floats in [0, 1], got dtype {a.dtype}")
-    return nchw, hwc
-
-
-def tiled_apply(infer: InferFn, image: np.ndarray, plan: TilePlan, *, batch: int = 1) -> np.ndarray:
-    """Run ``infer`` tile by tile and stitch the results.
-
-    ``infer`` maps float32 N×3×h×w in [0, 1] to N×3×sh×sw. ``image`` is N×3×H×W float in [0, 1]
-    (returns N×3×sH×sW float32) or H×W×3 uint8/float (returns sH×sW×3 float32). Up to ``batch``
-    tiles of equal size go to ``infer`` together. Values are not clamped.
-    """
-    batch = _check_int("batch", batch, 1, "pass how many equal-size tiles to run together")
-    nchw, hwc = _as_chw(image)
-    if nchw.shape[2:] != (plan.height, plan.width):
-        raise InputError(
-            f"the image is {nchw.shape[2]}×{nchw.shape[3]} but the plan is for {plan.height}×{plan.width}; "
-            "make the plan from this image's size"
-        )
-    results = []
-    for chw in nchw:
-        stitcher = Stitcher(plan, channels=3)
-        for group in _batches(plan, batch):
-            x = np.stack([chw[:, t.rows.start : t.rows.stop, t.cols.start : t.cols.stop] for t in group])
-            y = np.asarray(infer(np.ascontiguousarray(x, dtype=np.float32)))
-            if y.ndim != 4 or y.shape[0] != len(group):
-                raise InputError(
-                    f"infer returned shape {y.shape} for a batch of {len(group)} tiles of {group[0].size}; "
-                    f"expected {len(group)}×3×{plan.scale}h×{plan.scale}w"
-                )
-            for t, out in zip(group, y):
-                stitcher.add(t, out)
-        results.append(stitcher.result())
-    if hwc:
-        return results[0].transpose(1, 2, 0)
-    return np.stack(results)
-
-
-@dataclass(frozen=True)
-class SeamStats:
-    """Sums of |tiled − whole| in seam bands and in the comparison region; add two to pool images."""
-
-    seam_sum: float
-    seam_pixels: int
-    other_sum: float
-    other_pixels: int
-
-    @property
-    def seam_mean(self) -> float:
-        return self.seam_sum / self.seam_pixels if self.seam_pixels else float("nan")
-
-    @property
-    def other_mean(self) -> float:
-        return self.other_sum / self.other_pixels if self.other_pixels else float("nan")
-
-    @property
-    def ratio(self) -> float:
-        """Seam-band mean ÷ comparison mean: 1.0 means no worse at the seams; nan without seams."""
-        if not self.seam_pixels or not self.other_pixels:
-            return float("nan")
-        if self.other_sum == 0.0:
-            return 1.0 if self.seam_sum == 0.0 else float("inf")
-        return self.seam_mean / self.other_mean
-
-    def __add__(self, other: "SeamStats") -> "SeamStats":
-        return SeamStats(
-            self.seam_sum + other.seam_sum,
-            self.seam_pixels + other.seam_pixels,
-            self.other_sum + other.other_sum,
-            self.other_pixels + other.other_pixels,
-        )
-
-
-def seam_lines(plan: TilePlan, lines: Lines = "seams") -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """Interior lines of a plan in output pixels, ``(rows, cols)``.
-
-    ``"seams"``: where neighbouring tiles meet (the crop borders of overlap-and-crop, the middle of a
-    blending ramp). ``"edges"``: interior window edges, where a tile's input stops.
-    """
-    if lines == "seams":
-        return plan.seams
-    if lines == "edges":
-        s = plan.scale
-        rows = {s * v for sp in plan.row_spans for v in (sp.start, sp.stop) if 0 < v < plan.height}
-        cols = {s * v for sp in plan.col_spans for v in (sp.start, sp.stop) if 0 < v < plan.width}
-        return tuple(sorted(rows)), tuple(sorted(cols))
-    raise InputError(f"lines must be 'seams' or 'edges', got {lines!r}")
-
-
-def _distance(n: int, lines: tuple[int, ...]) -> np.ndarray:
-    """Distance of each pixel centre ``i + 0.5`` to the nearest line (inf without lines)."""
-    if not lines:
-        return np.full(n, np.inf)
-    centres = np.arange(n, dtype=np.float64) + 0.5
-    return np.min(np.abs(centres[:, None] - np.asarray(lines, dtype=np.float64)[None, :]), axis=1)
-
-
-def seam_stats(
-    tiled: np.ndarray,
-    whole: np.ndarray,
-    plan: TilePlan,
-    *,
-    band: int = 4,
-    lines: Lines = "seams",
-    near: tuple[int, int] | None = None,
-) -> SeamStats:
-    """|tiled − whole| (mean over channels) in ``band``-pixel bands along the plan's interior lines,
-    against the rest of the image, or with ``near=(a, b)`` only the pixels ``a``–``b`` output pixels
-    from a line (a local comparison that ignores how far the image borders are).
-
-    Images are H×W×C or H×W on the output grid, typically uint8 after quantisation.
-    """
-    if tiled.shape != whole.shape:
-        raise InputError(f"tiled {tiled.shape} and whole {whole.shape} must have the same shape")
-    oh, ow = plan.output_shape
-    if tiled.shape[:2] != (oh, ow):
-        raise InputError(f"images are {tiled.shape[:2]} but the plan's output is {(oh, ow)}; use this image's plan")
-    band = _check_int("band", band, 1, "pass the band width in output pixels (4)")
-    rows, cols = seam_lines(plan, lines)
-    dy, dx = _distance(oh, rows), _distance(ow, cols)
-    dist = np.minimum(dy[:, None], dx[None, :])
-    in_band = dist < band / 2
-    if near is None:
-        other = ~in_band
-    else:
-        lo, hi = near
-        if not 0 <= lo < hi:
-            raise InputError(f"near must be (a, b) with 0 <= a < b output pixels, got {near!r}")
-        other = ~in_band & (dist >= lo) & (dist < hi)
-    diff = np.abs(tiled.astype(np.float64) - whole.astype(np.float64))
-    if diff.ndim == 3:
-        diff = diff.mean(axis=2)
-    return SeamStats(float(diff[in_band].sum()), int(in_band.sum()), float(diff[other].sum()), int(other.sum()))
-
-
-def seam_ratio(
-    tiled: np.ndarray,
-    whole: np.ndarray,
-    plan: TilePlan,
-    *,
-    band: int = 4,
-    lines: Lines = "seams",
-    near: tuple[int, int] | None = None,
-) -> float:
-    """Mean |tiled − whole| in ``band``-pixel bands along interior tile lines ÷ the mean elsewhere.
-
-    1.0 means the error is no worse at the lines than elsewhere; nan when the plan has no seam.
-    """
-    return seam_stats(tiled, whole, plan, band=band, lines=lines, near=near).ratio

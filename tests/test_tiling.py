@@ -1,4 +1,4 @@
-"""The pure tiling plan, its weights, the stitcher, seam statistics, and one real-image check with BSRN-S."""
+"""The pure tiling plan, its weights, the stitcher (bands), seam statistics, and one real-image check with BSRN-S."""
 
 from __future__ import annotations
 
@@ -6,22 +6,12 @@ import numpy as np
 import pytest
 
 from bsrn_edge.errors import InputError
-from bsrn_edge.evaluate import from_nchw, to_nchw
-from bsrn_edge.metrics import psnr
+from bsrn_edge.metrics import SeamStats, psnr, seam_ratio, seam_stats
+from bsrn_edge.pixels import from_nchw, quantize, to_nchw
 from bsrn_edge.runtime import tiling
-from bsrn_edge.runtime.tiling import (
-    DEFAULT_OVERLAP,
-    DEFAULT_TILE,
-    ESA_ALIGNMENT,
-    SeamStats,
-    Stitcher,
-    esa_tile,
-    plan_tiles,
-    seam_ratio,
-    seam_stats,
-    tile_weights,
-    tiled_apply,
-)
+from bsrn_edge.runtime.bands import stitch
+from bsrn_edge.runtime.tiling import DEFAULT_OVERLAP, DEFAULT_TILE, plan_tiles, tile_weights
+from bsrn_edge.sizes import ESA_ALIGNMENT, SizeRequirements
 from conftest import needs_torch
 
 SIZES = [(15, 15), (17, 33), (97, 61), (64, 64), (120, 80), (195, 195), (196, 391), (256, 170), (401, 1000)]
@@ -94,7 +84,10 @@ def test_margin_keeps_ramp_off_window_edges():
 
 
 def test_snap_to_esa_sides():
-    assert [esa_tile(n) for n in (15, 16, 20, 21, 128, 195, 200)] == [15, 15, 15, 21, 123, 195, 195]
+    # by hand: the largest 6k + 3 not above n
+    assert [SizeRequirements(1).snap_tile(n) for n in (15, 16, 20, 21, 128, 195, 200)] == [15, 15, 15, 21, 123, 195, 195]
+    assert SizeRequirements(15).snap_tile(14) == 14  # below the minimum: left alone
+    assert SizeRequirements(15).snap_down(195) == 189 and SizeRequirements(15).snap_down(21, 5) == 15
     assert plan_tiles(400, 400, scale=4, tile=200).tile == 195
     assert plan_tiles(400, 400, scale=4, tile=200, snap=False).tile == 200
     assert DEFAULT_TILE % 6 == 3
@@ -105,13 +98,12 @@ def test_last_window_falls_back_to_flush_when_grid_would_make_it_too_small():
     assert [(s.start, s.stop) for s in plan.row_spans] == [(0, 15), (5, 20)]
 
 
-@pytest.mark.parametrize("h,w", [(15, 15), (17, 33), (97, 61), (130, 250)])
-def test_tiled_apply_is_exact_for_a_local_network(h, w):
-    rng = np.random.default_rng(0)
-    img = rng.random((1, 3, h, w), dtype=np.float32)
+@pytest.mark.parametrize("h,w", [(15, 15), (17, 33), (97, 61), (128, 128)])
+def test_stitch_is_exact_for_a_local_network(h, w, lr_images):
+    img = to_nchw(lr_images[0][:h, :w])
     plan = plan_tiles(h, w, scale=2, tile=21, overlap=8, margin=2)
-    out = tiled_apply(nearest(2), img, plan, batch=3)
-    np.testing.assert_allclose(out, nearest(2)(img), atol=1e-6)
+    out = stitch(nearest(2), img[0], plan, batch=3)
+    np.testing.assert_allclose(out, nearest(2)(img)[0].transpose(1, 2, 0), atol=1e-6)
 
 
 def test_batches_hold_equal_tiles_only():
@@ -121,24 +113,13 @@ def test_batches_hold_equal_tiles_only():
         calls.append(x.shape)
         return nearest(2)(x)
 
-    plan = plan_tiles(97, 61, scale=2, tile=27, overlap=8)
-    tiled_apply(spy, np.zeros((1, 3, 97, 61), np.float32), plan, batch=4)
+    plan = plan_tiles(61, 200, scale=2, tile=27, overlap=8)  # rows of 9 tiles, batched within a row
+    stitch(spy, np.zeros((3, 61, 200), np.float32), plan, batch=4)
     assert sum(c[0] for c in calls) == len(plan)
     assert all(c[0] <= 4 for c in calls)
     assert max(c[0] for c in calls) == 4  # equal tiles really are batched
     sizes = {t.size for t in plan.tiles}
     assert {c[2:] for c in calls} == sizes
-
-
-def test_hwc_uint8_and_batched_nchw_inputs():
-    rng = np.random.default_rng(1)
-    hwc = rng.integers(0, 256, (33, 17, 3), dtype=np.uint8)
-    plan = plan_tiles(33, 17, scale=2, tile=15, overlap=6, margin=1)
-    out = tiled_apply(nearest(2), hwc, plan)
-    assert out.shape == (66, 34, 3) and out.dtype == np.float32
-    np.testing.assert_allclose(out, hwc.repeat(2, 0).repeat(2, 1) / 255.0, atol=1e-6)
-    two = np.stack([to_nchw(hwc)[0], to_nchw(hwc[::-1].copy())[0]])
-    assert tiled_apply(nearest(2), two, plan).shape == (2, 3, 66, 34)
 
 
 @pytest.mark.parametrize(
@@ -160,23 +141,14 @@ def test_bad_arguments_say_what_to_do(kwargs, words):
         assert word in str(err.value)
 
 
-def test_stitcher_refuses_wrong_or_missing_tiles():
+def test_stitcher_refuses_a_wrong_image_or_network():
     plan = plan_tiles(40, 40, scale=2, tile=21, overlap=8)
-    st = Stitcher(plan)
-    t0 = plan.tiles[0]
-    with pytest.raises(InputError, match="scale"):
-        st.add(t0, np.zeros((3, 21, 21), np.float32))  # ×1 output for a ×2 plan
-    st.add(t0, np.zeros((3, 42, 42), np.float32))
-    with pytest.raises(InputError, match="already added"):
-        st.add(t0, np.zeros((3, 42, 42), np.float32))
-    with pytest.raises(InputError, match="never added"):
-        st.result()
-    with pytest.raises(InputError, match="expected an N×3×H×W"):
-        tiled_apply(nearest(2), np.zeros((40, 40)), plan)
-    with pytest.raises(InputError, match="plan is for 40×40"):
-        tiled_apply(nearest(2), np.zeros((1, 3, 41, 40), np.float32), plan)
+    with pytest.raises(InputError, match="plan is for 3×40×40"):
+        stitch(nearest(2), np.zeros((3, 41, 40), np.float32), plan)
     with pytest.raises(InputError, match="infer returned"):
-        tiled_apply(lambda x: x[:1], np.zeros((1, 3, 40, 40), np.float32), plan, batch=4)
+        stitch(lambda x: x[:1], np.zeros((3, 40, 40), np.float32), plan, batch=4)
+    with pytest.raises(InputError, match="scale"):
+        stitch(nearest(1), np.zeros((3, 40, 40), np.float32), plan)  # ×1 output for a ×2 plan
 
 
 def test_seam_stats_find_a_line_and_pool():
@@ -184,20 +156,20 @@ def test_seam_stats_find_a_line_and_pool():
     (row,), (col,) = plan.seams
     whole = np.zeros((80, 80, 3), np.uint8)
     tiled = whole.copy()
-    assert seam_ratio(tiled, whole, plan) == 1.0  # identical images: no worse at the seams
+    assert seam_ratio(tiled, whole, plan.seams) == 1.0  # identical images: no worse at the seams
     tiled[:, col - 2 : col + 2] = 4  # exactly the 4-pixel band of the column seam
     tiled[0, 0] = 4
-    st = seam_stats(tiled, whole, plan)
+    st = seam_stats(tiled, whole, plan.seams)
     assert st.seam_pixels == 4 * 80 + 4 * 80 - 16 and st.other_pixels == 80 * 80 - st.seam_pixels
     assert st.seam_mean == pytest.approx(4 * 320 / st.seam_pixels) and st.other_sum == 4
     pooled = st + st
     assert pooled.ratio == pytest.approx(st.ratio) and pooled.seam_pixels == 2 * st.seam_pixels
-    assert seam_stats(tiled, whole, plan, near=(8, 40)).other_pixels < st.other_pixels
+    assert seam_stats(tiled, whole, plan.seams, near=(8, 40)).other_pixels < st.other_pixels
     assert np.isnan(SeamStats(0.0, 0, 1.0, 10).ratio)
     one = plan_tiles(20, 20, scale=2)
-    assert np.isnan(seam_ratio(whole[:40, :40], whole[:40, :40], one))
-    with pytest.raises(InputError, match="same shape"):
-        seam_stats(tiled, whole[:40], plan)
+    assert np.isnan(seam_ratio(whole[:40, :40], whole[:40, :40], one.seams))
+    with pytest.raises(ValueError, match="same shape"):
+        seam_stats(tiled, whole[:40], plan.seams)
 
 
 @needs_torch
@@ -218,9 +190,9 @@ def test_bsrn_s_tiles_invisibly_on_a_real_image(lr_images):
     plan = plan_tiles(128, 128, scale=4, tile=99, min_size=15)
     assert len(plan) == 4
     whole = from_nchw(infer(to_nchw(lr)))
-    tiled = from_nchw(tiled_apply(infer, to_nchw(lr), plan, batch=2))
+    tiled = quantize(stitch(infer, to_nchw(lr)[0], plan, batch=2))
     naive_plan = plan_tiles(128, 128, scale=4, tile=99, alignment=1, snap=False, blend="crop", margin=0)
-    naive = from_nchw(tiled_apply(infer, to_nchw(lr), naive_plan))
+    naive = quantize(stitch(infer, to_nchw(lr)[0], naive_plan))
     assert psnr(tiled, whole) >= 45.0
-    assert seam_ratio(tiled, whole, plan) <= 1.1
+    assert seam_ratio(tiled, whole, plan.seams) <= 1.1
     assert psnr(tiled, whole) > psnr(naive, whole) + 3.0  # measured ~62.7 vs ~55 dB

@@ -22,7 +22,8 @@ __all__ = ["to_deploy", "linear_to_conv"]
 
 
 def linear_to_conv(lin: nn.Linear) -> nn.Conv2d:
-    conv = nn.Conv2d(lin.in_features, lin.out_features, 1, bias=lin.bias is not None)
+    conv = nn.Conv2d(lin.in_features, lin.out_features, 1, bias=lin.bias is not None,
+                     device=lin.weight.device, dtype=lin.weight.dtype)  # where the model already is (e.g. CUDA)
     with torch.no_grad():
         conv.weight.copy_(lin.weight[:, :, None, None])
         if lin.bias is not None:
@@ -52,7 +53,7 @@ def _fold_replication(model: BSRN) -> None:
     if not model.replicate:
         return
     w = pw.weight  # [C, 12, 1, 1]
-    new = nn.Conv2d(3, w.shape[0], 1, bias=pw.bias is not None)
+    new = nn.Conv2d(3, w.shape[0], 1, bias=pw.bias is not None, device=w.device, dtype=w.dtype)
     with torch.no_grad():
         new.weight.copy_(w.view(w.shape[0], 4, 3, 1, 1).sum(dim=1))
         if pw.bias is not None:

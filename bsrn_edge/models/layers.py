@@ -41,7 +41,8 @@ class SplitPointwise(nn.Module):
         self.parts = nn.ModuleList()
         start = 0
         for i, n in enumerate(sizes):
-            part = nn.Conv2d(n, conv.out_channels, 1, bias=i == 0 and conv.bias is not None)
+            part = nn.Conv2d(n, conv.out_channels, 1, bias=i == 0 and conv.bias is not None,
+                             device=conv.weight.device, dtype=conv.weight.dtype)
             with torch.no_grad():
                 part.weight.copy_(conv.weight[:, start:start + n])
                 if part.bias is not None:

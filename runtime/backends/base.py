@@ -1,22 +1,36 @@
-"""The backend protocol and the checks every backend shares."""
+"""The backend protocol and the checks every backend shares.
+
+A backend runs one exported network. Its pixel I/O is what the artifact's metadata says
+(``meta.pixels``): ``"float"`` models take N×3×h×w float32 RGB in [0, 1] and return N×3×sh×sw float32;
+``"uint8"`` models take N×h×w×3 uint8 RGB and return N×sh×sw×3 uint8, with normalisation, clamp,
+round-half-to-even and the cast inside the graph.
+
+Two ways in:
+
+- :meth:`Backend.infer` / :meth:`Backend.infer_into` on host (numpy) arrays, everywhere;
+- :meth:`DeviceBackend.run_device` on buffers that already live on the backend's device (CUDA memory,
+  or host memory for a CPU device), enqueued on a stream, in *pixel* I/O: N×h×w×3 uint8 in,
+  N×sh×sw×3 uint8 out, whatever the graph's own I/O (a float graph converts on the device). This is
+  the path that keeps camera frames on the GPU from upload to download.
+"""
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from bsrn_edge.errors import InputError
 from bsrn_edge.meta import ModelMeta
 
-__all__ = ["Backend", "check_batch", "TileLimits"]
+__all__ = ["Backend", "DeviceBackend", "check_batch", "check_pixels", "TileLimits", "pixel_layout"]
 
 TileLimits = tuple[int, int]  # (min side, max side) an engine accepts; (min_size, 0) = unbounded
 
 
 @runtime_checkable
 class Backend(Protocol):
-    """Runs a super-resolution network on float32 N×3×h×w RGB in [0, 1], returning N×3×sh×sw float32.
+    """Runs a super-resolution network on host arrays in the model's pixel I/O (see the module doc).
 
     Implementations must be safe to call from several threads at once.
     """
@@ -33,18 +47,70 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
-def check_batch(x: np.ndarray, backend: Backend) -> np.ndarray:
-    """Validate a batch once, in one place, before any backend code runs."""
-    if not isinstance(x, np.ndarray) or x.ndim != 4 or x.shape[1] != 3:
-        raise InputError(f"{backend.name}: expected an N×3×H×W array, got {getattr(x, 'shape', type(x).__name__)}")
+@runtime_checkable
+class DeviceBackend(Backend, Protocol):
+    """A backend that can also run on device-resident uint8 pixels.
+
+    ``device`` is the :class:`~bsrn_edge.runtime.devices.base.Device` whose buffers and streams
+    :meth:`run_device` accepts. ``run_device`` enqueues the work on ``stream`` and returns without
+    waiting; ``x`` is N×h×w×3 uint8, ``out`` N×sh×sw×3 uint8, both allocated by ``device``.
+    """
+
+    device: Any
+
+    def run_device(self, x: Any, out: Any, stream: Any) -> None: ...
+
+
+def pixel_layout(meta: ModelMeta) -> str:
+    """``"float"`` or ``"uint8"``; anything else in the metadata is an error that says what to do."""
+    if meta.pixels not in ("float", "uint8"):
+        raise InputError(f"model metadata pixels={meta.pixels!r} is not 'float' or 'uint8'; re-export with bsrn-export")
+    return meta.pixels
+
+
+def _check_sides(h: int, w: int, backend: Backend) -> None:
     lo, hi = backend.tile_limits
-    if min(x.shape[2:]) < lo or (hi and max(x.shape[2:]) > hi):
+    if min(h, w) < lo or (hi and max(h, w) > hi):
         raise InputError(
-            f"{backend.name}: input {x.shape[2]}×{x.shape[3]} is outside the accepted sides "
+            f"{backend.name}: input {h}×{w} is outside the accepted sides "
             f"[{lo}, {hi or '∞'}]; tile or pad the image (Upscaler does this for you)"
         )
-    if backend.max_batch and x.shape[0] > backend.max_batch:
-        raise InputError(f"{backend.name}: batch {x.shape[0]} exceeds the engine's maximum {backend.max_batch}")
+
+
+def _check_count(n: int, backend: Backend) -> None:
+    if backend.max_batch and n > backend.max_batch:
+        raise InputError(f"{backend.name}: batch {n} exceeds the engine's maximum {backend.max_batch}")
+
+
+def check_batch(x: np.ndarray, backend: Backend) -> np.ndarray:
+    """Validate a host batch once, in one place, before any backend code runs.
+
+    Float models: N×3×H×W, returned as contiguous float32. uint8 models: N×H×W×3 uint8, contiguous.
+    """
+    if pixel_layout(backend.meta) == "uint8":
+        if not isinstance(x, np.ndarray) or x.ndim != 4 or x.shape[3] != 3 or x.dtype != np.uint8:
+            raise InputError(f"{backend.name}: this uint8-I/O model takes N×H×W×3 uint8 RGB, got "
+                             f"{getattr(x, 'shape', type(x).__name__)} {getattr(x, 'dtype', '')}")
+        _check_sides(x.shape[1], x.shape[2], backend)
+        _check_count(x.shape[0], backend)
+        return np.ascontiguousarray(x)
+    if not isinstance(x, np.ndarray) or x.ndim != 4 or x.shape[1] != 3:
+        raise InputError(f"{backend.name}: expected an N×3×H×W array, got {getattr(x, 'shape', type(x).__name__)}")
+    _check_sides(x.shape[2], x.shape[3], backend)
+    _check_count(x.shape[0], backend)
     if x.dtype != np.float32:
         x = x.astype(np.float32)
     return np.ascontiguousarray(x)
+
+
+def check_pixels(shape: tuple[int, ...], out_shape: tuple[int, ...], backend: Backend) -> None:
+    """Validate the shapes of a :meth:`DeviceBackend.run_device` call (N×h×w×3 in, N×sh×sw×3 out)."""
+    if len(shape) != 4 or shape[3] != 3:
+        raise InputError(f"{backend.name}: device input must be N×H×W×3 uint8, got shape {tuple(shape)}")
+    n, h, w, _ = shape
+    s = backend.meta.scale
+    if tuple(out_shape) != (n, h * s, w * s, 3):
+        raise InputError(f"{backend.name}: device output must be {(n, h * s, w * s, 3)} for input {tuple(shape)}, "
+                         f"got {tuple(out_shape)}")
+    _check_sides(h, w, backend)
+    _check_count(n, backend)

@@ -2,42 +2,22 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from collections import OrderedDict
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
 from bsrn_edge._lazy import require
 from bsrn_edge.errors import InputError
+from bsrn_edge.hostinfo import physical_cores  # re-exported: the one /proc/cpuinfo reader
 from bsrn_edge.meta import ModelMeta
 
-from .base import check_batch
+from ..devices.base import device_pointer
+from .base import check_batch, check_pixels
 
 __all__ = ["OnnxRuntimeBackend", "physical_cores", "session_options"]
-
-
-def physical_cores() -> int:
-    """Physical cores (hyper-threads share one FPU, so more threads only add contention)."""
-    try:
-        with open("/proc/cpuinfo") as fh:
-            pairs = set()
-            phys = core = None
-            for line in fh:
-                if line.startswith("physical id"):
-                    phys = line.split(":")[1].strip()
-                elif line.startswith("core id"):
-                    core = line.split(":")[1].strip()
-                elif not line.strip() and core is not None:
-                    pairs.add((phys, core))
-                    phys = core = None
-            if pairs:
-                return min(len(pairs), len(os.sched_getaffinity(0)))
-    except OSError:
-        pass
-    return max(1, (os.cpu_count() or 2) // 2)
 
 
 def session_options(threads: int | None = None, dims: Mapping[str, int] | None = None, *,
@@ -106,9 +86,34 @@ def _providers(device: str) -> list[str]:
     have = set(ort.get_available_providers())
     if device == "cpu":
         return ["CPUExecutionProvider"]
-    wanted = ["TensorrtExecutionProvider", "CUDAExecutionProvider"] if device == "auto" else [device]
+    if device in ("auto", "cuda") or device.startswith("cuda:"):
+        wanted = ["TensorrtExecutionProvider", "CUDAExecutionProvider"]
+    else:
+        wanted = [device]
     chosen = [p for p in wanted if p in have] + ["CPUExecutionProvider"]
     return chosen
+
+
+def provider_options(providers: list[str], model: Path, stream_handle: int = 0, device_id: int = 0) -> list[dict[str, str]]:
+    """Options per provider. TensorRT EP: an engine cache folder, a timing cache and fp16, so a new process
+    reuses the engine instead of rebuilding it (minutes); both GPU providers run on ``stream_handle``."""
+    from bsrn_edge.cache import cache_root
+
+    opts: list[dict[str, str]] = []
+    for p in providers:
+        o: dict[str, str] = {}
+        if p in ("TensorrtExecutionProvider", "CUDAExecutionProvider"):
+            o["device_id"] = str(device_id)
+            if stream_handle:
+                o["user_compute_stream"] = str(stream_handle)
+        if p == "TensorrtExecutionProvider":
+            folder = cache_root() / "ort-trt" / model.stem
+            folder.mkdir(parents=True, exist_ok=True)
+            o.update({"trt_engine_cache_enable": "True", "trt_engine_cache_path": str(folder),
+                      "trt_timing_cache_enable": "True", "trt_timing_cache_path": str(folder),
+                      "trt_fp16_enable": "True"})
+        opts.append(o)
+    return opts
 
 
 class OnnxRuntimeBackend:
@@ -139,28 +144,57 @@ class OnnxRuntimeBackend:
         self.path = Path(path)
         if not self.path.is_file():
             raise InputError(f"{self.path}: no such ONNX file")
+        providers = _providers(device)
+        self.device = self._device_for(providers[0])
+        self._stream = self.device.stream() if self.device is not None else None
+        handle = self.device.stream_handle(self._stream) if self.device is not None else 0
         try:
             self.session = ort.InferenceSession(str(self.path), session_options(threads, shared_arena=shared_arena),
-                                                providers=_providers(device))
+                                                providers=providers,
+                                                provider_options=provider_options(providers, self.path, handle))
         except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types
             raise InputError(f"{self.path}: ONNX Runtime cannot load it ({str(exc).splitlines()[0]})") from exc
         props = dict(self.session.get_modelmeta().custom_metadata_map)
         self.meta = ModelMeta.from_props(props, str(self.path))
-        provider = self.session.get_providers()[0].replace("ExecutionProvider", "")
-        self.name = f"onnxruntime-{provider.lower()}" + ("-fp16" if self.meta.precision == "fp16" else "")
+        used = self.session.get_providers()[0]
+        self._on_gpu = used in ("CUDAExecutionProvider", "TensorrtExecutionProvider")
+        provider = used.replace("ExecutionProvider", "")
+        self.name = (f"onnxruntime-{provider.lower()}" + ("-fp16" if self.meta.precision == "fp16" else "")
+                     + ("-u8" if self.meta.pixels == "uint8" else ""))
         inp = self.session.get_inputs()[0]
         self._in_name, self._out_name = inp.name, self.session.get_outputs()[0].name
         self._half_io = inp.type == "tensor(float16)"
+        if not self._on_gpu and self.meta.pixels != "uint8":
+            self.device = None  # a float model on the CPU: the host path is the fast one
         self.tile_limits = (self.meta.min_size, 0)
         self.max_batch = 0
         self._threads = threads
         self._shared_arena = shared_arena
         # symbolic input dimensions by axis, e.g. {0: "batch", 2: "height", 3: "width"}
         self._free_dims = {i: d for i, d in enumerate(inp.shape) if isinstance(d, str) and d}
-        on_cpu = self.session.get_providers()[0] == "CPUExecutionProvider"
-        self._max_shapes = max(0, shape_sessions) if on_cpu and self._free_dims else 0
+        self._max_shapes = max(0, shape_sessions) if not self._on_gpu and self._free_dims else 0
         self._shaped: OrderedDict[tuple[int, ...], object] = OrderedDict()
         self._lock = threading.Lock()
+
+    @staticmethod
+    def _device_for(provider: str):  # type: ignore[no-untyped-def]
+        """Host buffers on the CPU; on a GPU provider, PyTorch's device helper when torch is installed, else pycuda's
+        (None when neither is: then only the host path runs)."""
+        from bsrn_edge._lazy import available
+
+        if provider not in ("CUDAExecutionProvider", "TensorrtExecutionProvider"):
+            from ..devices.host import HostDevice
+
+            return HostDevice()
+        if available("torch"):
+            from ..devices.torch import TorchDevice
+
+            return TorchDevice("cuda")
+        if available("pycuda.driver"):
+            from ..devices.pycuda import PycudaDevice
+
+            return PycudaDevice()
+        return None
 
     def _session_for(self, shape: tuple[int, ...]):  # type: ignore[no-untyped-def]
         """The session specialised to ``shape`` (created on first use), or the dynamic one."""
@@ -181,22 +215,45 @@ class OnnxRuntimeBackend:
             return sess
 
     def infer(self, x: np.ndarray) -> np.ndarray:
+        """Host arrays in the model's pixel I/O (float N×3×h×w, or uint8 N×h×w×3 for a uint8-I/O model)."""
         x = check_batch(x, self)
         feed = x.astype(np.float16) if self._half_io else x
         y = self._session_for(x.shape).run([self._out_name], {self._in_name: feed})[0]
-        return y if y.dtype == np.float32 else y.astype(np.float32)
+        return y if y.dtype in (np.float32, np.uint8) else y.astype(np.float32)
 
     def infer_into(self, x: np.ndarray, out: np.ndarray) -> None:
-        """Write the result into ``out`` (float32, N×3×sh×sw) without allocating the output."""
-        if self._half_io:
+        """Write the result into ``out`` (the model's output layout and dtype) without allocating the output."""
+        if self._half_io or self._on_gpu:
             out[...] = self.infer(x)
             return
         x = check_batch(x, self)
         session = self._session_for(x.shape)
         binding = session.io_binding()
         binding.bind_cpu_input(self._in_name, x)
-        binding.bind_output(self._out_name, "cpu", 0, np.float32, list(out.shape), out.ctypes.data)
+        binding.bind_output(self._out_name, "cpu", 0, out.dtype, list(out.shape), out.ctypes.data)
         session.run_with_iobinding(binding)
+
+    def run_device(self, x: Any, out: Any, stream: Any) -> None:
+        """uint8 pixels already on this backend's device → uint8 pixels, through IOBinding (no host copy).
+
+        Needs a uint8-I/O model (``bsrn-export --uint8-io``). The session runs on its own compute stream,
+        ordered after ``stream`` and before what follows on it; returns None (the graph's uint8 output
+        cannot show non-finite values).
+        """
+        if self.device is None or self.meta.pixels != "uint8":
+            raise InputError(f"{self.path}: the device path needs the uint8-I/O model (bsrn-export --uint8-io), "
+                             f"on {'a GPU provider' if self.device is None else 'this provider'}")
+        check_pixels(tuple(x.shape), tuple(out.shape), self)
+        kind = "cuda" if self._on_gpu else "cpu"
+        dev = self.device
+        session = self.session if self._on_gpu else self._session_for(tuple(x.shape))
+        binding = session.io_binding()
+        binding.bind_input(self._in_name, kind, dev.index, np.uint8, list(x.shape), device_pointer(x))
+        binding.bind_output(self._out_name, kind, dev.index, np.uint8, list(out.shape), device_pointer(out))
+        dev.join(self._stream, stream)
+        session.run_with_iobinding(binding)
+        dev.join(stream, self._stream)
+        return None
 
     def close(self) -> None:
         with self._lock:

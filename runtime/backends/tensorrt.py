@@ -1,8 +1,15 @@
 """TensorRT backend: a thin layer over the documented 10.x/11.x runtime API with pycuda buffers.
 
 Shapes, dtypes and metadata come from ``model_info`` and ``base``; only device work lives here.
-Each thread gets its own execution context, stream and page-locked buffers; the pycuda context is pushed
-around every call because a CUDA context is current only in the thread that made it.
+
+- The primary CUDA context (``pycuda.autoprimaryctx``), shared with ONNX Runtime and PyTorch; it is
+  pushed around every call and popped after, because a context is current only in one thread.
+- One execution context per thread (contexts are not thread-safe), each with its own stream and, for
+  the host path, page-locked and device buffers allocated once for the profile's largest shape:
+  a change of tile shape only calls ``set_input_shape``, never reallocates.
+- The output shape is checked against ``context.get_tensor_shape`` before every run.
+- :meth:`TensorRTBackend.run_device` binds the caller's device buffers with ``set_tensor_address``
+  and enqueues ``execute_async_v3`` on the caller's stream (uint8-I/O engines).
 """
 
 from __future__ import annotations
@@ -17,29 +24,34 @@ from bsrn_edge._lazy import require
 from bsrn_edge.errors import InputError
 from bsrn_edge.meta import ModelMeta
 
+from ..devices.base import device_pointer
 from ..model_info import read_engine_props
-from .base import check_batch
+from .base import check_batch, check_pixels
 
 __all__ = ["TensorRTBackend", "trt_dtype_to_numpy"]
 
 
 def trt_dtype_to_numpy(trt: Any, dtype: Any) -> np.dtype:
-    table = {trt.float32: np.float32, trt.float16: np.float16}
+    table = {trt.float32: np.float32, trt.float16: np.float16, trt.uint8: np.uint8}
     if dtype not in table:
-        raise InputError(f"engine tensor dtype {dtype} is not supported (float32/float16 only)")
+        raise InputError(f"engine tensor dtype {dtype} is not supported (float32, float16 or uint8)")
     return np.dtype(table[dtype])
 
 
 class TensorRTBackend:
     def __init__(self, path: str | Path):
         self.trt = require("tensorrt")
-        self.cuda = require("pycuda.driver")
-        self._ctx = require("pycuda.autoinit").context  # current only in this thread: push it in the others
+        from ..devices.pycuda import PycudaDevice
+
         self.path = Path(path)
         props = read_engine_props(self.path)
         self.meta = ModelMeta.from_props(props, str(self.path))
-        logger = self.trt.Logger(self.trt.Logger.WARNING)
-        self.engine = self.trt.Runtime(logger).deserialize_cuda_engine(self.path.read_bytes())
+        self._dev = PycudaDevice()
+        self.device: PycudaDevice | None = self._dev
+        self.cuda = self._dev.cuda
+        with self._dev.active():
+            logger = self.trt.Logger(self.trt.Logger.WARNING)
+            self.engine = self.trt.Runtime(logger).deserialize_cuda_engine(self.path.read_bytes())
         if self.engine is None:
             raise InputError(f"{self.path}: TensorRT could not deserialize it (built for another GPU or TensorRT version?)")
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
@@ -51,50 +63,109 @@ class TensorRTBackend:
         self.tile_limits = (int(props.get("bsrn_edge.profile_min_tile", self.meta.min_size)),
                             int(props.get("bsrn_edge.profile_max_tile", 0)))
         self.max_batch = int(props.get("bsrn_edge.profile_max_batch", 0))
-        self.name = f"tensorrt-{self.meta.precision}"
+        self.name = f"tensorrt-{self.meta.precision}" + ("-u8" if self.meta.pixels == "uint8" else "")
+        if self.meta.pixels != "uint8":
+            self.device = None  # float engines: host path only (no conversion kernels without PyTorch)
         self._local = threading.local()
+        self._contexts: list[Any] = []
 
-    def _state(self, shape: tuple[int, ...], out_shape: tuple[int, ...]) -> Any:
+    # -- per-thread state ----------------------------------------------------------------------
+    def _largest(self, shape: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """Input and output shapes to size the host-path buffers for: the profile's largest, else ``shape``."""
+        s, hi, nb = self.meta.scale, self.tile_limits[1], self.max_batch
+        uint8 = self.meta.pixels == "uint8"
+        if hi and nb:
+            shape = (nb, hi, hi, 3) if uint8 else (nb, 3, hi, hi)
+        if uint8:
+            n, h, w, c = shape
+            return shape, (n, h * s, w * s, c)
+        n, c, h, w = shape
+        return shape, (n, c, h * s, w * s)
+
+    def _context(self) -> Any:
         st = self._local
-        if getattr(st, "shape", None) != shape:
-            st.shape = None  # stays invalid if anything below raises
-            st.context = getattr(st, "context", None) or self.engine.create_execution_context()
-            st.stream = getattr(st, "stream", None) or self.cuda.Stream()
-            st.h_in = self.cuda.pagelocked_empty(shape, self.in_dtype)
-            st.h_out = self.cuda.pagelocked_empty(out_shape, self.out_dtype)
-            st.d_in = self.cuda.mem_alloc(st.h_in.nbytes)
-            st.d_out = self.cuda.mem_alloc(st.h_out.nbytes)
-            if not st.context.set_input_shape(self.input, shape):
-                raise InputError(f"{self.path}: input shape {shape} is outside the engine's optimization profile")
-            st.context.set_tensor_address(self.input, int(st.d_in))
-            st.context.set_tensor_address(self.output, int(st.d_out))
-            st.shape = shape
+        if getattr(st, "context", None) is None:
+            st.context = self.engine.create_execution_context()
+            st.stream = self.cuda.Stream()
+            st.shape = None
+            st.cap = 0
+            self._contexts.append(st.context)
         return st
 
+    def _buffers(self, st: Any, shape: tuple[int, ...]) -> None:
+        """Host and device buffers for the host path, allocated once (grown only past an unknown profile)."""
+        need = int(np.prod(shape))
+        if st.cap >= need:
+            return
+        big_in, big_out = self._largest(shape)
+        st.h_in = self.cuda.pagelocked_empty(int(np.prod(big_in)), self.in_dtype)
+        st.h_out = self.cuda.pagelocked_empty(int(np.prod(big_out)), self.out_dtype)
+        st.d_in = self.cuda.mem_alloc(st.h_in.nbytes)
+        st.d_out = self.cuda.mem_alloc(st.h_out.nbytes)
+        st.cap = int(np.prod(big_in))
+
+    def _set_shape(self, st: Any, shape: tuple[int, ...], out_shape: tuple[int, ...]) -> None:
+        if st.shape != shape:
+            st.shape = None  # stays invalid if anything below raises
+            if not st.context.set_input_shape(self.input, shape):
+                raise InputError(f"{self.path}: input shape {shape} is outside the engine's optimization profile "
+                                 f"(sides {self.tile_limits[0]}–{self.tile_limits[1] or '∞'}, batch ≤ {self.max_batch or '∞'})")
+            st.shape = shape
+        got = tuple(st.context.get_tensor_shape(self.output))
+        if got != tuple(out_shape):
+            raise InputError(f"{self.path}: the engine's output for input {shape} is {got}, expected {tuple(out_shape)}; "
+                             "the engine does not match its metadata (scale or layout): rebuild it with bsrn-export")
+
+    def _execute(self, st: Any, stream_handle: int, shape: tuple[int, ...]) -> None:
+        if not st.context.execute_async_v3(stream_handle):
+            raise InputError(f"{self.path}: TensorRT execution failed for input {shape}")
+
+    # -- Backend -------------------------------------------------------------------------------
     def infer(self, x: np.ndarray) -> np.ndarray:
         s = self.meta.scale
-        out = np.empty((x.shape[0], 3, x.shape[2] * s, x.shape[3] * s), np.float32)
+        if self.meta.pixels == "uint8":
+            out = np.empty((x.shape[0], x.shape[1] * s, x.shape[2] * s, 3), np.uint8)
+        else:
+            out = np.empty((x.shape[0], 3, x.shape[2] * s, x.shape[3] * s), np.float32)
         self.infer_into(x, out)
         return out
 
     def infer_into(self, x: np.ndarray, out: np.ndarray) -> None:
         x = check_batch(x, self)
-        self._ctx.push()
-        try:
-            st = self._state(tuple(x.shape), tuple(out.shape))
-            np.copyto(st.h_in, x, casting="same_kind" if self.in_dtype == np.float32 else "unsafe")
-            self.cuda.memcpy_htod_async(st.d_in, st.h_in, st.stream)
-            if not st.context.execute_async_v3(st.stream.handle):
-                raise InputError(f"{self.path}: TensorRT execution failed for input {x.shape}")
-            self.cuda.memcpy_dtoh_async(st.h_out, st.d_out, st.stream)
+        with self.device_context():
+            st = self._context()
+            self._buffers(st, x.shape)
+            self._set_shape(st, tuple(x.shape), tuple(out.shape))
+            h_in = st.h_in[: x.size].reshape(x.shape)
+            h_out = st.h_out[: out.size].reshape(out.shape)
+            np.copyto(h_in, x, casting="same_kind" if self.in_dtype == x.dtype else "unsafe")
+            st.context.set_tensor_address(self.input, int(st.d_in))
+            st.context.set_tensor_address(self.output, int(st.d_out))
+            self.cuda.memcpy_htod_async(st.d_in, h_in, st.stream)
+            self._execute(st, st.stream.handle, tuple(x.shape))
+            self.cuda.memcpy_dtoh_async(h_out, st.d_out, st.stream)
             st.stream.synchronize()
-            np.copyto(out, st.h_out, casting="unsafe")
-        finally:
-            self._ctx.pop()
+            np.copyto(out, h_out, casting="unsafe")
+
+    # -- DeviceBackend -------------------------------------------------------------------------
+    def run_device(self, x: Any, out: Any, stream: Any) -> None:
+        """Enqueue the engine on ``stream`` with the caller's uint8 device buffers bound (no copies)."""
+        if self.meta.pixels != "uint8":
+            raise InputError(f"{self.path}: the device path needs a uint8-I/O engine (bsrn-export --uint8-io --engine)")
+        check_pixels(tuple(x.shape), tuple(out.shape), self)
+        with self.device_context():
+            st = self._context()
+            self._set_shape(st, tuple(x.shape), tuple(out.shape))
+            st.context.set_tensor_address(self.input, device_pointer(x))
+            st.context.set_tensor_address(self.output, device_pointer(out))
+            self._execute(st, int(stream.handle), tuple(x.shape))
+        return None
+
+    def device_context(self) -> Any:
+        """The primary CUDA context, current in this thread for the duration (push … pop)."""
+        return self._dev.active()
 
     def close(self) -> None:
-        self._ctx.push()  # TensorRT frees its context memory through the current CUDA context
-        try:
+        with self.device_context():  # TensorRT frees context memory through the current CUDA context
+            self._contexts.clear()
             self._local = threading.local()
-        finally:
-            self._ctx.pop()

@@ -1,0 +1,112 @@
+"""Large images on a GPU with PyTorch: tiles cut from a device-resident image and blended on the device.
+
+The input image is uploaded once in its own dtype (uint8: a quarter of float32); tiles are read,
+normalised, run and blended by :func:`~bsrn_edge.runtime.bands.banded_apply` with PyTorch array ops,
+and each finished block of rows comes down once, already converted to the caller's dtype for RGB
+(uint8 / uint16); grey and float outputs come down as float and are converted by the host writer.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from bsrn_edge.pixels import DTYPES, row_writer
+
+from .bands import banded_apply
+from .tiling import TilePlan
+
+__all__ = ["TorchOps", "DeviceTiler", "is_out_of_memory"]
+
+
+class TorchOps:
+    """:class:`~bsrn_edge.runtime.bands.ArrayOps` on PyTorch tensors of one device (float32 band)."""
+
+    def __init__(self, torch: Any, device: Any):
+        self.torch, self.dev = torch, device
+        self._weights: dict[tuple[int, int, bytes], Any] = {}
+
+    def zeros(self, shape: tuple[int, ...]) -> Any:
+        return self.torch.zeros(shape, dtype=self.torch.float32, device=self.dev)
+
+    def stack(self, arrays: list[Any]) -> Any:
+        return self.torch.stack(arrays)
+
+    def weights(self, w: np.ndarray) -> Any:
+        return self.torch.from_numpy(w).to(self.dev, non_blocking=True)
+
+    def hwc(self, chw: Any) -> Any:
+        return chw.permute(1, 2, 0)
+
+    def shift(self, band: Any, start: int, count: int) -> None:
+        band[:, :count] = band[:, start:start + count].clone()
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for a CUDA out-of-memory error from PyTorch (or a backend that reports one)."""
+    return type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc).lower()
+
+
+class DeviceTiler:
+    """Runs a :class:`TilePlan` over one image plane with a backend that has ``forward_tensor``."""
+
+    def __init__(self, backend: Any, check: Callable[[Any, tuple[int, ...]], None] | None = None):
+        self.backend = backend
+        self.torch = backend.torch
+        self.dev = backend.dev
+        self.ops = TorchOps(self.torch, self.dev)
+        self.check = check  # called with each float output batch and its input shape (non-finite guard)
+
+    def _reader(self, img: Any, plane: str, peak: float, is_float: bool) -> Callable[[int, int, int, int], Any]:
+        torch = self.torch
+
+        def read(y0: int, y1: int, x0: int, x1: int) -> Any:
+            w = img[y0:y1, x0:x1]
+            if w.ndim == 2:
+                w = w[..., None]
+            w = w[..., 3:4] if plane == "alpha" else w[..., :3]
+            f = w.to(torch.float32).div_(peak)
+            if is_float:
+                f.clamp_(0.0, 1.0)
+            return f.expand(-1, -1, 3).permute(2, 0, 1) if f.shape[2] == 1 else f.permute(2, 0, 1)
+
+        return read
+
+    def _writer(self, out: np.ndarray, plane: str, crop: tuple[int, int]) -> Callable[[int, int, Any], None]:
+        torch = self.torch
+        fast = out.dtype in (np.uint8, np.uint16) and out.ndim == 3 and out.shape[2] in (3, 4) and plane == "rgb"
+        if not fast:
+            host = row_writer(out, plane, crop)
+            return lambda y0, y1, block: host(y0, y1, block.float().cpu().numpy())
+        peak = float(DTYPES[out.dtype])
+        h, w = crop
+        tdtype = torch.uint8 if out.dtype == np.uint8 else torch.int32
+
+        def write(y0: int, y1: int, block: Any) -> None:
+            y1c = min(y1, h)
+            if y1c <= y0:
+                return
+            q = block[: y1c - y0, :w].mul(peak).round_().clamp_(0.0, peak).to(tdtype).cpu().numpy()
+            out[y0:y1c, :, :3] = q
+
+        return write
+
+    def run(self, a: np.ndarray, plane: str, out: np.ndarray, plan: TilePlan, crop: tuple[int, int], batch: int,
+            out_plane: str | None = None) -> None:
+        """Upscale plane ``plane`` of the H×W[×C] image ``a`` into plane ``out_plane`` (default: the same) of
+        ``out``; rows and columns beyond ``crop`` are dropped."""
+        torch = self.torch
+        src = np.require(a if a.dtype != np.uint16 else a.astype(np.int32), requirements=["C", "W"])  # no uint16 in torch
+        img = torch.from_numpy(src).to(self.dev)
+        read = self._reader(img, plane, float(DTYPES[a.dtype]), a.dtype == np.float32)
+        backend = self.backend
+
+        def infer(x: Any) -> Any:
+            with backend._lock, backend.device_stream(None), torch.inference_mode():
+                y = backend.forward_tensor(x).float().clone()
+            if self.check is not None:
+                self.check(y, tuple(x.shape))
+            return y
+
+        banded_apply(infer, read, plan, self._writer(out, out_plane or plane, crop), batch=batch, ops=self.ops)

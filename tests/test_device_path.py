@@ -1,0 +1,220 @@
+"""The device path on the CPU, through the same interfaces a GPU uses: PyTorch CPU tensors as device
+buffers, ONNX Runtime's IOBinding on a uint8-I/O model, the pipelined stream, the device tiler, the
+non-finite guard, the FP32 fallback and the out-of-memory retry."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+from conftest import needs_ort, needs_torch
+
+pytestmark = [needs_torch, needs_ort]
+torch = pytest.importorskip("torch")
+
+from bsrn_edge.errors import InputError  # noqa: E402
+from bsrn_edge.pixels import from_nchw, quantize, to_nchw  # noqa: E402
+from bsrn_edge.runtime import Upscaler  # noqa: E402
+from bsrn_edge.runtime.backends.torch import TorchBackend  # noqa: E402
+from bsrn_edge.runtime.frames import FramePipeline, NonFiniteOutputError, device_of  # noqa: E402
+
+
+def _clip(lr_images: list[np.ndarray], h: int = 90, w: int = 160, n: int = 5) -> list[np.ndarray]:
+    """A clip of real frames: each Set5 LR image mirrored (tiled) to h×w."""
+    frames = []
+    for img in (lr_images * 2)[:n]:
+        reps = (-(-h // img.shape[0]) + 1, -(-w // img.shape[1]) + 1, 1)
+        frames.append(np.ascontiguousarray(np.tile(img, reps)[:h, :w]))
+    return frames
+
+
+@pytest.fixture(scope="module")
+def torch_cpu() -> TorchBackend:
+    return TorchBackend("bsrn-s-x4", device="cpu")
+
+
+def _grey_levels(a: np.ndarray, b: np.ndarray) -> tuple[int, float]:
+    d = np.abs(a.astype(np.int16) - b.astype(np.int16))
+    return int(d.max()), float((d > 0).mean())
+
+
+def test_torch_cpu_backend_has_a_device_path(torch_cpu):
+    dev = device_of(torch_cpu)
+    assert dev is not None and dev.kind == "cpu"
+    x = dev.empty((1, 20, 24, 3), np.uint8)
+    assert isinstance(x, torch.Tensor) and x.dtype == torch.uint8
+    with pytest.raises(InputError, match="device output must be"):
+        torch_cpu.run_device(x, dev.empty((1, 80, 80, 3), np.uint8), None)
+
+
+def test_pixel_path_equals_the_float_path_with_host_conversion(torch_cpu, lr_images):
+    """uint8 in/out on the device vs float out + bsrn_edge.pixels conversion: ≤ 1 level on ≤ 0.1 % of pixels."""
+    frame = _clip(lr_images, 90, 160, 1)[0]
+    pipe = FramePipeline(torch_cpu, slots=1)
+    got = pipe.run(frame, np.empty((360, 640, 3), np.uint8))
+    want = from_nchw(torch_cpu.infer(to_nchw(frame)))
+    worst, share = _grey_levels(got, want)
+    assert worst <= 1 and share <= 0.001
+
+
+def test_stream_is_identical_to_sequential_upscale_into(torch_cpu, lr_images):
+    """Pipelined stream() on a real clip gives the same bytes as one frame at a time, in order."""
+    frames = _clip(lr_images, 90, 160, 5)
+    up = Upscaler(torch_cpu, tile=None, slots=3)
+    assert up._frames is not None  # the device path is the one under test
+    sequential = [up.upscale_into(f, np.empty((360, 640, 3), np.uint8)).copy() for f in frames]
+    streamed = [o.copy() for o in up.stream(iter(frames))]
+    assert len(streamed) == len(frames)
+    for a, b in zip(streamed, sequential):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(streamed[0], streamed[1])  # different frames really came out in order
+    # the yielded buffers come from a ring of `slots` page-locked buffers, not one per frame
+    ids = {id(o) for o in up.stream(iter(frames))}
+    assert len(ids) == 3
+
+
+def test_device_tiler_equals_the_host_stitcher(torch_cpu, lr_images):
+    """Tiles cut and blended with torch ops give what the numpy stitcher gives (same plan, same network)."""
+    from bsrn_edge.pixels import row_writer, window_reader
+    from bsrn_edge.runtime.bands import banded_apply
+    from bsrn_edge.runtime.device_tiling import DeviceTiler
+    from bsrn_edge.runtime.tiling import plan_tiles
+
+    img = lr_images[0][:100, :90]
+    plan = plan_tiles(100, 90, scale=4, tile=45, overlap=12, min_size=15)
+    assert len(plan) >= 4
+    on_device = np.empty((400, 360, 3), np.uint8)
+    DeviceTiler(torch_cpu).run(img, "rgb", on_device, plan, (400, 360), batch=2)
+    on_host = np.empty_like(on_device)
+    banded_apply(torch_cpu.infer, window_reader(img, "rgb"), plan, row_writer(on_host, "rgb", (400, 360)), batch=2)
+    worst, share = _grey_levels(on_device, on_host)
+    assert worst <= 1 and share <= 0.001
+
+
+def _nan_checkpoint(tmp_path):
+    from bsrn_edge.checkpoint import read_state_dict
+    from bsrn_edge.variants import bundled_checkpoint
+
+    sd = read_state_dict(bundled_checkpoint("bsrn-s-x4"))
+    key = next(k for k in sd if k.endswith("weight") and sd[k].ndim == 4)
+    sd[key] = sd[key].clone()
+    sd[key].view(-1)[0] = float("nan")
+    path = tmp_path / "nan.pth"
+    torch.save({"params": sd}, path)
+    return path
+
+
+def test_nan_weights_never_give_a_black_image(tmp_path, lr_images):
+    up = Upscaler(_nan_checkpoint(tmp_path), device="cpu", tile=None)
+    frame = lr_images[1][:30, :40]
+    with pytest.raises(NonFiniteOutputError, match=r"bsrn-s-x4 .*30×40"):
+        up.upscale_into(frame, np.empty((120, 160, 3), np.uint8))
+    with pytest.raises(NonFiniteOutputError):
+        list(up.stream([frame]))
+    with pytest.raises(NonFiniteOutputError, match="NaN"):
+        Upscaler(up.backend, tile=32).upscale(lr_images[1][:50, :50])  # the tiled host path too
+
+
+def test_fp16_artifact_falls_back_to_fp32_beside_it(bsrn_s_export, tmp_path, lr_images, caplog):
+    """An FP16 ONNX whose output is NaN: the Upscaler warns and uses the FP32 ONNX beside it."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    fp32 = tmp_path / "m.onnx"
+    fp32.write_bytes(bsrn_s_export.files["onnx"].read_bytes())
+    model = onnx.load(str(bsrn_s_export.files["fp16_onnx"]))
+    g = model.graph
+    out = g.output[0].name
+    for n in g.node:  # rename the network's output, then multiply it by NaN
+        n.output[:] = [o + "_net" if o == out else o for o in n.output]
+    g.initializer.append(helper.make_tensor("nan", TensorProto.FLOAT, [], [float("nan")]))
+    g.node.append(helper.make_node("Mul", [out + "_net", "nan"], [out]))
+    (tmp_path / "m.fp16.onnx").write_bytes(model.SerializeToString())
+    frame = lr_images[2][:40, :40]
+    want = Upscaler(fp32).upscale(frame)
+    with caplog.at_level(logging.WARNING):
+        got = Upscaler(tmp_path / "m.fp16.onnx").upscale(frame)
+    np.testing.assert_array_equal(got, want)
+    assert "falling back" in caplog.text
+    (tmp_path / "m.onnx").unlink()
+    with pytest.raises(NonFiniteOutputError, match="40×40"):
+        Upscaler(tmp_path / "m.fp16.onnx").upscale(frame)
+
+
+def test_out_of_memory_retries_once_with_a_smaller_tile(torch_cpu, lr_images, caplog):
+    from bsrn_edge.runtime.device_tiling import DeviceTiler
+
+    up = Upscaler(torch_cpu, tile=63)
+    sides: list[int] = []
+
+    class FlakyTiler(DeviceTiler):
+        def run(self, a, plane, out, plan, crop, batch, out_plane=None):  # type: ignore[no-untyped-def]
+            sides.append(plan.tile)
+            if len(sides) == 1:
+                raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            super().run(a, plane, out, plan, crop, batch, out_plane)
+
+    up._tiler = FlakyTiler(torch_cpu)
+    up.backend.torch.cuda.empty_cache = lambda: None  # nothing to free on the CPU
+    img = lr_images[0][:80, :80]
+    with caplog.at_level(logging.WARNING):
+        out = up.upscale(img)
+    assert sides == [63, 27] and "retrying once with 27-pixel tiles" in caplog.text
+    assert out.shape == (320, 320, 3)
+    assert quantize(np.zeros(1)).dtype == np.uint8
+
+
+def test_gpu_tile_auto_sizes_from_free_device_memory(torch_cpu):
+    up = Upscaler(torch_cpu)
+
+    class FakeGpu:
+        kind, index = "cuda", 0
+        free = 0
+
+        def free_memory(self) -> int:
+            return self.free
+
+    gpu = FakeGpu()
+    up._device = gpu
+    gpu.free = 64 << 30  # a large GPU: 960×540 runs whole
+    assert up.tile_for(540, 960) is None
+    gpu.free = 512 << 20  # little free memory: tiles, snapped to 6k + 3, within the budget
+    side = up.tile_for(540, 960)
+    assert side is not None and side % 6 == 3 and side <= up.meta.tile
+    assert up._act_bytes(side * side) <= (512 << 20) * 0.5
+
+
+def test_uint8_onnx_runs_through_iobinding_like_the_float_model(bsrn_s_export, tmp_path, lr_images):
+    """ONNX Runtime CPU with the uint8-I/O model: the device path (IOBinding on buffers) and the float
+    model + host conversion agree within 1 grey level on at most 0.1 % of pixels."""
+    import onnx
+
+    from bsrn_edge.export.pixel_io import pixel_io_from_onnx
+
+    u8 = tmp_path / "bsrn-s-x4.u8.onnx"
+    u8.write_bytes(pixel_io_from_onnx(onnx.load(str(bsrn_s_export.files["onnx"]))).SerializeToString())
+    up = Upscaler(u8)
+    assert up.meta.pixels == "uint8" and up._frames is not None and up.backend_name.endswith("-u8")
+    frames = _clip(lr_images, 60, 80, 3)
+    float_up = Upscaler(bsrn_s_export.files["onnx"], tile=None)
+    for frame, got in zip(frames, up.stream(frames)):
+        worst, share = _grey_levels(got, float_up.upscale(frame))
+        assert worst <= 1 and share <= 0.001
+    big = lr_images[0]  # tiled on the host through the uint8 model
+    worst, _ = _grey_levels(Upscaler(u8, tile=63).upscale(big), Upscaler(bsrn_s_export.files["onnx"], tile=63).upscale(big))
+    assert worst <= 2
+
+
+def test_to_deploy_builds_new_layers_where_the_model_is():
+    """gpu_bench crashed on CUDA: to_deploy made its new convs on the CPU. float64 stands in for 'elsewhere'."""
+    from bsrn_edge import load_model
+    from bsrn_edge.models.deploy import to_deploy
+
+    model = load_model("bsrn-s-x4").model.to(torch.float64)
+    deployed = to_deploy(model)
+    assert {p.dtype for p in deployed.parameters()} == {torch.float64}
+    x = torch.from_numpy(to_nchw(np.ascontiguousarray(np.zeros((20, 20, 3), np.uint8)))).double()
+    with torch.inference_mode():
+        assert deployed(x).dtype == torch.float64
