@@ -31,21 +31,12 @@ import numpy as np
 
 from bsrn_edge import load_model
 from bsrn_edge.datasets import find_pairs
-from bsrn_edge.evaluate import from_nchw, to_nchw
 from bsrn_edge.imageio import read_rgb
-from bsrn_edge.metrics import psnr, psnr_y
-from bsrn_edge.runtime.tiling import (
-    DEFAULT_MARGIN,
-    DEFAULT_OVERLAP,
-    DEFAULT_TILE,
-    ESA_ALIGNMENT,
-    SeamStats,
-    TilePlan,
-    esa_tile,
-    plan_tiles,
-    seam_stats,
-    tiled_apply,
-)
+from bsrn_edge.metrics import SeamStats, psnr, psnr_y, seam_stats
+from bsrn_edge.pixels import from_nchw, quantize, to_nchw
+from bsrn_edge.runtime.bands import stitch
+from bsrn_edge.runtime.tiling import DEFAULT_MARGIN, DEFAULT_OVERLAP, DEFAULT_TILE, TilePlan, plan_tiles
+from bsrn_edge.sizes import ESA_ALIGNMENT, SizeRequirements
 
 REPO = Path(__file__).resolve().parent.parent
 LOCAL = (8, 40)  # output pixels from a seam for the local comparison
@@ -73,9 +64,9 @@ class Row:
         self.tiled.append(psnr_y(sr_tiled, hr, scale))
         self.vs_whole.append(min(psnr(sr_tiled, sr_whole), 99.99))
         self.maxd = max(self.maxd, int(np.abs(sr_tiled.astype(np.int16) - sr_whole.astype(np.int16)).max()))
-        one = seam_stats(sr_tiled, sr_whole, plan)
+        one = seam_stats(sr_tiled, sr_whole, plan.seams)
         self.seam = self.seam + one
-        self.local = self.local + seam_stats(sr_tiled, sr_whole, plan, near=LOCAL)
+        self.local = self.local + seam_stats(sr_tiled, sr_whole, plan.seams, near=LOCAL)
         if one.seam_pixels and not (one.ratio <= self.worst):
             self.worst = one.ratio
 
@@ -113,11 +104,12 @@ def torch_infer(model):  # type: ignore[no-untyped-def]
 
 def forced_tile(shapes: list[tuple[int, int]], tile: int, overlap: int, min_tiles: int, scale: int) -> int | None:
     """The largest 6k + 3 side <= ``tile`` splitting every image into at least ``min_tiles`` tiles."""
-    side = esa_tile(tile)
+    sizes = SizeRequirements(15)
+    side = sizes.snap_tile(tile)
     while side - ESA_ALIGNMENT >= max(overlap, 15):
         if all(len(plan_tiles(h, w, scale=scale, tile=side, overlap=overlap)) >= min_tiles for h, w in shapes):
             return side
-        side -= 6
+        side = sizes.snap_down(side)
     return None
 
 
@@ -171,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
             pairs = find_pairs(args.data / ds, scale)[: args.images]
             images = [(p.name, read_rgb(p.lr), read_rgb(p.hr)) for p in pairs]
             shapes = [lr.shape[:2] for _, lr, _ in images]
-            settings = [(esa_tile(args.tile, loaded.min_size), "default")]
+            settings = [(loaded.variant.sizes.snap_tile(args.tile), "default")]
             if args.min_tiles > 0:
                 forced = forced_tile(shapes, args.tile, args.overlap, args.min_tiles, scale)
                 if forced is not None and forced != settings[0][0]:
@@ -187,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
                     blend = plan_tiles(*lr.shape[:2], margin=args.margin, **common)  # type: ignore[arg-type]
                     naive = plan_tiles(*lr.shape[:2], blend="crop", alignment=1, margin=0, snap=False, **common)  # type: ignore[arg-type]
                     for row, plan in ((rows[2 * k], blend), (rows[2 * k + 1], naive)):
-                        sr = from_nchw(tiled_apply(infer, to_nchw(lr), plan))
+                        sr = quantize(stitch(infer, to_nchw(lr)[0], plan))
                         row.add(plan, sr_whole, sr, hr, scale)
                         if args.verbose:
                             print(

@@ -15,14 +15,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 from ._lazy import require
-from .errors import CheckpointError
+from .errors import CheckpointError, InputError
 from .variants import VARIANTS, Variant, bundled_checkpoint, get_variant
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
     from torch import nn
 
-__all__ = ["LoadedModel", "load_model", "read_state_dict", "unwrap_state_dict", "detect_variant", "sha256_file"]
+__all__ = ["LoadedModel", "load_model", "resolve_checkpoint", "read_state_dict", "unwrap_state_dict", "detect_variant", "sha256_file"]
 
 _WRAPPERS = ("params_ema", "params", "state_dict", "model_state_dict", "model", "net", "generator")
 
@@ -190,18 +190,40 @@ def load_state(model: "nn.Module", sd: Mapping[str, "torch.Tensor"], source: str
     model.load_state_dict(dict(sd), strict=True)
 
 
+_CKPT_SUFFIXES = (".pth", ".pt", ".safetensors", ".ckpt")
+
+
+def resolve_checkpoint(path_or_name: str | os.PathLike[str]) -> Path:
+    """The checkpoint file meant by ``path_or_name``, without reading it.
+
+    An existing file wins; otherwise a bundled name (``bsrn-s-x4``) or alias. A folder is never a
+    checkpoint, so a folder named like a bundled model (an ``--out`` folder, say) does not shadow it.
+    Raises :class:`CheckpointError` naming the argument when neither applies.
+    """
+    text = str(path_or_name)
+    path = Path(text)
+    if path.is_file():
+        return path
+    try:
+        variant = get_variant(text)
+    except InputError:
+        variant = None
+    if variant is not None:
+        try:
+            return bundled_checkpoint(variant.name)
+        except InputError as exc:
+            raise CheckpointError(str(exc)) from exc
+    if path.is_dir():
+        raise CheckpointError(f"{text}: is a folder, not a checkpoint file, and not a bundled model name; pass a "
+                              f".pth/.safetensors file or one of: {', '.join(VARIANTS)}")
+    if text.lower().endswith(_CKPT_SUFFIXES) or os.sep in text or "/" in text:
+        raise CheckpointError(f"{text}: no such file. Pass a .pth/.safetensors checkpoint or one of: {', '.join(VARIANTS)}")
+    raise CheckpointError(f"{text}: not a file and not a bundled model name; known names: {', '.join(VARIANTS)}")
+
+
 def load_model(path_or_name: str | os.PathLike[str], *, device: str = "cpu") -> LoadedModel:
     """Load a bundled model by name or a checkpoint file, detecting its variant from the weights."""
-    text = str(path_or_name)
-    if not Path(text).exists() and not text.lower().endswith((".pth", ".pt", ".safetensors", ".ckpt")):
-        try:
-            path = bundled_checkpoint(get_variant(text).name)
-        except Exception as exc:
-            raise CheckpointError(
-                f"{text}: not a file and not a bundled model name; known names: {', '.join(VARIANTS)}"
-            ) from exc
-    else:
-        path = Path(text)
+    path = resolve_checkpoint(path_or_name)
     sd = read_state_dict(path)
     digest = sha256_file(path)
     variant = detect_variant(sd, sha256=digest, source=str(path))

@@ -1,22 +1,62 @@
-"""bsrn-upscale: upscale image files or folders (thin wrapper over ``Upscaler``)."""
+"""bsrn-upscale: upscale image files or folders (thin wrapper over ``Upscaler``).
+
+Exit codes: 0 when every input was written or already done (skipped); 1 when some input failed or the
+batch stopped on a write error that makes going on pointless; 2 for a usage error, found before any
+file is touched. Output names are planned for the whole batch first (see :func:`plan_jobs`); an
+existing output is taken as done, because outputs are only ever renamed into place once complete.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
+import os
+import signal
 import sys
+import threading
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator, Literal
 
 import numpy as np
 
 from bsrn_edge._lazy import require
 from bsrn_edge.errors import BsrnEdgeError, InputError
-from bsrn_edge.imageio import write_atomic
+from bsrn_edge.imageio import IMAGE_EXTENSIONS, atomic_path, is_partial, remove_partials, write_atomic
 
 from .png16 import apply_orientation, encode_png16, is_png16_color, read_png16
 
-_EXT = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 _FORMATS = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP"}
 MAX_PIXELS = 64_000_000  # LR pixels; larger files are treated as decompression bombs
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+# write errors after which no later file can succeed either: the batch stops with its summary
+_STOP_ERRNOS = {errno.EROFS: "read-only file system", errno.ENOSPC: "disk full", errno.EDQUOT: "disk quota exceeded"}
+
+
+# -- arguments -------------------------------------------------------------------------------
+def whole_number(minimum: int):  # type: ignore[no-untyped-def]
+    """An argparse ``type``: an integer ≥ ``minimum``, anything else a usage error (exit 2)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number ≥ {minimum}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected a whole number ≥ {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def _tile(text: str) -> int | Literal["auto"] | None:
+    if text in ("auto", "none"):
+        return None if text == "none" else "auto"
+    try:
+        return whole_number(1)(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected 'auto', 'none' or a side in LR pixels ≥ 1, got {text!r}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,14 +65,16 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("-o", "--output", required=True, type=Path, help="output file (for one input) or folder")
     ap.add_argument("--model", required=True, help=".onnx, .engine, checkpoint file or bundled name")
     ap.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "tensorrt", "torch"])
-    ap.add_argument("--tile", default="auto", help="LR tile side, 'auto' (default) or 'none'")
-    ap.add_argument("--overlap", type=int, default=None, help="LR overlap between tiles")
-    ap.add_argument("--batch", type=int, default=1, help="tiles per inference call")
+    ap.add_argument("--tile", default="auto", type=_tile, help="LR tile side, 'auto' (default) or 'none'")
+    ap.add_argument("--overlap", type=whole_number(0), default=None, help="LR overlap between tiles (≥ 0)")
+    ap.add_argument("--batch", type=whole_number(1), default=1, help="tiles per inference call (≥ 1)")
     ap.add_argument("--format", choices=sorted(_FORMATS), help="output format (default: the input's, else png)")
-    ap.add_argument("--force", action="store_true", help="overwrite existing outputs (never inputs)")
+    ap.add_argument("--force", action="store_true",
+                    help="redo outputs that already exist (default: skip them as done); never overwrites inputs")
     return ap
 
 
+# -- image files -----------------------------------------------------------------------------
 def read_image(path: Path):  # type: ignore[no-untyped-def]
     """Read a file with EXIF orientation applied; returns (array, ICC profile bytes or None)."""
     Image = require("PIL.Image")
@@ -67,9 +109,8 @@ def read_image(path: Path):  # type: ignore[no-untyped-def]
 
 
 def write_image(arr: np.ndarray, dest: Path, fmt: str, icc: bytes | None) -> None:
+    """Encode and write atomically: ``dest`` is either absent, or complete; an ``OSError`` leaves no temporary."""
     Image = require("PIL.Image")
-    from bsrn_edge.imageio import atomic_path
-
     if arr.dtype == np.uint16 and arr.ndim == 3 and fmt == "PNG":
         write_atomic(dest, encode_png16(arr if arr.shape[2] != 1 else np.repeat(arr, 3, axis=2), icc))
         return
@@ -86,54 +127,202 @@ def write_image(arr: np.ndarray, dest: Path, fmt: str, icc: bytes | None) -> Non
         im.save(tmp, format=fmt, **kwargs)
 
 
-def _jobs(src: Path, dst: Path, fmt: str | None) -> list[tuple[Path, Path, str]]:
+# -- planning --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Job:
+    """One input and the output planned for it; ``refusal`` set when the plan already forbids it."""
+
+    src: Path
+    dst: Path
+    fmt: str
+    refusal: str | None = None
+
+
+def list_inputs(src: Path) -> list[Path]:
+    """The image files of ``src`` (a file or a folder), sorted; temporary files of unfinished writes are never inputs."""
     if not src.exists():
         raise InputError(f"{src}: no such file or folder")
-    files = sorted(p for p in src.iterdir() if p.suffix.lower() in _EXT) if src.is_dir() else [src]
-    if src.is_dir() and not files:
-        raise InputError(f"{src}: no images ({', '.join(sorted(_EXT))})")
-    jobs = []
+    if not src.is_dir():
+        return [src]
+    files = sorted(p for p in src.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and not is_partial(p) and not p.is_dir())
+    if not files:
+        raise InputError(f"{src}: no images ({', '.join(IMAGE_EXTENSIONS)})")
+    return files
+
+
+def _out_ext(f: Path, fmt: str | None) -> str:
+    own = f.suffix.lower().lstrip(".").replace("jpeg", "jpg")
+    return fmt or (own if own in _FORMATS else "png")
+
+
+def _folder_names(files: list[Path], fmt: str | None) -> dict[Path, str]:
+    """Output names in one folder: ``<stem>.<ext>``, unless two inputs would share it (compared without
+    regard to case, as on macOS and Windows). Then the input whose extension is the output's keeps the
+    plain name and every other one keeps its own extension too: ``pic.png`` → ``pic.png``,
+    ``pic.bmp`` → ``pic.bmp.png``; ``shot.jpg`` → ``shot.jpg``, ``shot.jpeg`` → ``shot.jpeg.jpg``.
+    A clash that remains (``Pic.png`` beside ``pic.png``) is refused before anything runs."""
+    groups: dict[str, list[Path]] = {}
     for f in files:
-        ext = fmt or (f.suffix.lower().lstrip(".").replace("jpeg", "jpg") if f.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp") else "png")
-        if src.is_dir() or dst.is_dir() or not dst.suffix:
-            out = dst / f"{f.stem}.{ext}"
+        groups.setdefault(f"{f.stem}.{_out_ext(f, fmt)}".casefold(), []).append(f)
+    names = {}
+    for members in groups.values():
+        for f in members:
+            ext = _out_ext(f, fmt)
+            plain = len(members) == 1 or f.suffix.lower() == f".{ext}"
+            names[f] = f"{f.stem}.{ext}" if plain else f"{f.name}.{ext}"
+    taken: dict[str, Path] = {}
+    clashes = []
+    for f in files:
+        other = taken.setdefault(names[f].casefold(), f)
+        if other != f:
+            clashes.append(f"{other.name} and {f.name} → {names[f]}")
+    if clashes:
+        raise InputError(f"two inputs would be written to one output name: {'; '.join(clashes)}. "
+                         f"Rename one of them, or move it to another folder; nothing was written")
+    return names
+
+
+def plan_jobs(src: Path, dst: Path, fmt: str | None) -> list[Job]:
+    """Every input with its output, planned before any work (see :func:`_folder_names` for name clashes)."""
+    files = list_inputs(src)
+    if src.is_dir() or dst.is_dir() or not dst.suffix:
+        if dst.exists() and not dst.is_dir():
+            raise InputError(f"-o {dst}: is a file; for a folder of inputs, -o must be a folder (or a new name)")
+        jobs = [Job(f, dst / name, _FORMATS[_out_ext(f, fmt)]) for f, name in _folder_names(files, fmt).items()]
+    else:
+        ext = fmt or dst.suffix.lower().lstrip(".").replace("jpeg", "jpg")
+        if ext not in _FORMATS:
+            raise InputError(f"{dst}: unsupported output extension; use .png, .jpg or .webp")
+        jobs = [Job(files[0], dst, _FORMATS[ext])]
+    inputs = {f.resolve() for f in files}
+    return [Job(j.src, j.dst, j.fmt, f"{j.dst}: is an input file; refusing to overwrite it (choose another -o)")
+            if j.dst.resolve() in inputs else j for j in jobs]
+
+
+# -- running ---------------------------------------------------------------------------------
+@dataclass
+class Tally:
+    """What a run did; ``stopped`` says why the batch ended early (None when it did not)."""
+
+    total: int
+    written: int = 0
+    skipped: int = 0
+    failed: int = 0
+    stopped: str | None = None
+
+    def summary(self) -> str:
+        left = self.total - self.written - self.skipped - self.failed
+        text = f"{self.written} written, {self.failed} failed, {self.skipped} skipped (already done)"
+        if left:
+            text += f", {left} not attempted"
+        return f"stopped: {self.stopped}. {text}" if self.stopped else text
+
+
+def _write_failure(exc: OSError, dst: Path) -> tuple[str, str | None]:
+    """(message for this file, reason to stop the batch or None) for a failed write of ``dst``."""
+    what = exc.strerror or str(exc)
+    msg = f"{dst}: cannot write it ({what})"
+    if exc.errno in _STOP_ERRNOS:
+        return msg, f"{dst.parent}: {_STOP_ERRNOS[exc.errno]}; no later file could be written"
+    if exc.errno in (errno.EACCES, errno.EPERM) and not os.access(dst.parent, os.W_OK | os.X_OK):
+        return msg, f"{dst.parent}: the output folder is not writable; fix its permissions or choose another -o"
+    return msg, None
+
+
+def _run_one(job: Job, up, force: bool) -> str:  # type: ignore[no-untyped-def]
+    """Upscale one job; returns "written" or "skipped", raises BsrnEdgeError / OSError on failure."""
+    if job.refusal:
+        raise InputError(job.refusal)
+    if job.dst.is_dir():
+        raise InputError(f"{job.dst}: a folder has the output's name; move it away or choose another -o")
+    if job.dst.exists() and not force:
+        return "skipped"
+    arr, icc = read_image(job.src)
+    write_image(up.upscale(arr), job.dst, job.fmt, icc)
+    return "written"
+
+
+def run_jobs(jobs: list[Job], up, force: bool, say, tally: Tally) -> None:  # type: ignore[no-untyped-def]
+    """Run the planned jobs in order, counting into ``tally`` as they end (so an interrupt keeps the counts);
+    per-file errors are reported and counted, a stop reason ends the batch."""
+    tqdm = require("tqdm").tqdm
+    for job in tqdm(jobs, desc="upscaling", unit="img", file=sys.stderr, disable=len(jobs) < 2):
+        try:
+            outcome = _run_one(job, up, force)
+        except BsrnEdgeError as exc:
+            tally.failed += 1
+            say(f"failed {job.src}: {exc}")
+            continue
+        except OSError as exc:
+            tally.failed += 1
+            msg, stop = _write_failure(exc, job.dst)
+            say(f"failed {job.src}: {msg}")
+            if stop:
+                tally.stopped = stop
+                break
+            continue
+        if outcome == "skipped":
+            tally.skipped += 1
         else:
-            out = dst
-            ext = fmt or dst.suffix.lower().lstrip(".").replace("jpeg", "jpg")
-            if ext not in _FORMATS:
-                raise InputError(f"{dst}: unsupported output extension; use .png, .jpg or .webp")
-        jobs.append((f, out, _FORMATS[ext]))
-    return jobs
+            tally.written += 1
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt while the batch runs, so temporary files are removed on the way out."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):  # type: ignore[no-untyped-def]
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _open(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """Open the model and check the tile against its size limits (an InputError is a usage error)."""
+    from . import Upscaler
+
+    model = Path(args.model)
+    if model.is_dir() and model.suffix.lower() in (".onnx", ".engine"):
+        raise InputError(f"--model {args.model}: is a folder; expected an .onnx or .engine file")
+    up = Upscaler(args.model, args.backend, tile=args.tile, overlap=args.overlap, batch=args.batch)
+    lo, hi = up.backend.tile_limits
+    if isinstance(args.tile, int) and (args.tile < lo or (hi and args.tile > hi)):
+        span = f"{lo}…{hi}" if hi else f"at least {lo}"
+        raise InputError(f"--tile {args.tile}: {up.meta.variant} on {up.backend_name} takes LR tiles of {span} pixels")
+    return up
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     tqdm = require("tqdm").tqdm
-    try:
-        from . import Upscaler
-
-        tile = None if args.tile == "none" else "auto" if args.tile == "auto" else int(args.tile)
-        jobs = _jobs(args.input, args.output, args.format)
-        inputs = {f.resolve() for f, _, _ in jobs}
-        up = Upscaler(args.model, args.backend, tile=tile, overlap=args.overlap, batch=args.batch)
+    try:  # everything that can be wrong with the command line, before any file is touched
+        jobs = plan_jobs(args.input, args.output, args.format)
+        up = _open(args)
     except (BsrnEdgeError, ValueError) as exc:
         print(f"bsrn-upscale: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     print(f"bsrn-upscale: {up.meta.variant} ×{up.scale} on {up.backend_name}", file=sys.stderr)
-    failed = 0
-    for src, dst, fmt in tqdm(jobs, desc="upscaling", unit="img", file=sys.stderr, disable=len(jobs) < 2):
-        try:
-            if dst.resolve() in inputs:
-                raise InputError(f"{dst}: is an input file; refusing to overwrite it (choose another -o)")
-            if dst.exists() and not args.force:
-                raise InputError(f"{dst}: exists; pass --force to overwrite")
-            arr, icc = read_image(src)
-            write_image(up.upscale(arr), dst, fmt, icc)
-        except BsrnEdgeError as exc:
-            failed += 1
-            tqdm.write(f"bsrn-upscale: skipped {src}: {exc}", file=sys.stderr)
-    print(f"bsrn-upscale: {len(jobs) - failed} written, {failed} failed", file=sys.stderr)
-    return 1 if failed else 0
+    outputs = [j.dst for j in jobs]
+    remove_partials(outputs)  # left by a killed run
+    tally = Tally(len(jobs))
+    try:
+        with _terminate_as_interrupt():
+            run_jobs(jobs, up, args.force, lambda m: tqdm.write(f"bsrn-upscale: {m}", file=sys.stderr), tally)
+    except KeyboardInterrupt:
+        tally.stopped = "interrupted; run the same command again to resume"
+        print(f"bsrn-upscale: {tally.summary()}", file=sys.stderr)
+        return 130
+    finally:
+        remove_partials(outputs)
+    print(f"bsrn-upscale: {tally.summary()}", file=sys.stderr)
+    return EXIT_FAILED if tally.failed or tally.stopped else EXIT_OK
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ pytestmark = [needs_ort, needs_torch]  # torch only builds the ONNX fixture; the
 from bsrn_edge.errors import InputError  # noqa: E402
 from bsrn_edge.metrics import psnr  # noqa: E402
 from bsrn_edge.runtime import Upscaler  # noqa: E402
-from bsrn_edge.runtime.tiling import seam_ratio  # noqa: E402,F401 - shared with the benchmark
 
 
 @pytest.fixture(scope="module")
