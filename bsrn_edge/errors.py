@@ -7,6 +7,7 @@ __all__ = [
     "CheckpointError",
     "InputError",
     "MissingDependencyError",
+    "NonFiniteOutputError",
     "ValidationError",
 ]
 
@@ -29,3 +30,7 @@ class MissingDependencyError(BsrnEdgeError, ImportError):
 
 class ValidationError(BsrnEdgeError):
     """An exported artifact failed its numeric validation."""
+
+
+class NonFiniteOutputError(BsrnEdgeError):
+    """A network produced NaN or infinity: the image would be black or garbage, so nothing is returned."""

@@ -4,6 +4,8 @@
 model is opened.
 """
 
+from bsrn_edge.errors import NonFiniteOutputError
+
 from .upscaler import Upscaler, open_backend
 
-__all__ = ["Upscaler", "open_backend"]
+__all__ = ["Upscaler", "open_backend", "NonFiniteOutputError"]

@@ -17,15 +17,11 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
-from bsrn_edge.errors import BsrnEdgeError, InputError
+from bsrn_edge.errors import InputError, NonFiniteOutputError
 
 from .backends.base import DeviceBackend
 
 __all__ = ["FramePipeline", "NonFiniteOutputError", "device_of"]
-
-
-class NonFiniteOutputError(BsrnEdgeError):
-    """The network produced NaN or infinity: the image would be black or garbage, so nothing is returned."""
 
 
 def device_of(backend: object) -> Any:

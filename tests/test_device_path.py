@@ -218,3 +218,20 @@ def test_to_deploy_builds_new_layers_where_the_model_is():
     x = torch.from_numpy(to_nchw(np.ascontiguousarray(np.zeros((20, 20, 3), np.uint8)))).double()
     with torch.inference_mode():
         assert deployed(x).dtype == torch.float64
+
+
+def test_gpu_bench_runs_on_the_cpu(capsys):
+    """The prepared GPU benchmark's --device cpu --quick mode: one table with every column filled for the
+    eager row, and the targets checked from the same run's figures."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import gpu_bench
+
+    assert gpu_bench.main(["--device", "cpu", "--quick"]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("| PyTorch fp32 eager"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert all(c not in ("", "–") for c in cells[1:6]), row  # network, upscale_into, stream, big image
+    assert "target ≥ 0.8×" in out and "target ≤ 1.5 s" in out
