@@ -65,6 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("-o", "--output", required=True, type=Path, help="output file (for one input) or folder")
     ap.add_argument("--model", required=True, help=".onnx, .engine, checkpoint file or bundled name")
     ap.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "tensorrt", "torch"])
+    ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                    help="where to run (default: a GPU when the backend can use one)")
+    ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16"],
+                    help="fp16 picks the .fp16 sibling of an .onnx, or runs a checkpoint in half precision on a GPU")
     ap.add_argument("--tile", default="auto", type=_tile, help="LR tile side, 'auto' (default) or 'none'")
     ap.add_argument("--overlap", type=whole_number(0), default=None, help="LR overlap between tiles (≥ 0)")
     ap.add_argument("--batch", type=whole_number(1), default=1, help="tiles per inference call (≥ 1)")
@@ -291,7 +295,8 @@ def _open(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     model = Path(args.model)
     if model.is_dir() and model.suffix.lower() in (".onnx", ".engine"):
         raise InputError(f"--model {args.model}: is a folder; expected an .onnx or .engine file")
-    up = Upscaler(args.model, args.backend, tile=args.tile, overlap=args.overlap, batch=args.batch)
+    up = Upscaler(args.model, args.backend, tile=args.tile, overlap=args.overlap, batch=args.batch,
+                  device=args.device, precision=args.precision)
     lo, hi = up.backend.tile_limits
     if isinstance(args.tile, int) and (args.tile < lo or (hi and args.tile > hi)):
         span = f"{lo}…{hi}" if hi else f"at least {lo}"
