@@ -9,9 +9,12 @@ from pathlib import Path
 
 from bsrn_edge.errors import BsrnEdgeError, InputError, MissingDependencyError, ValidationError
 
+from bsrn_edge.runtime.cli import whole_number
+
 from .engine_cache import EngineProfile
 
 EXIT_VALIDATION, EXIT_INPUT, EXIT_DEPENDENCY = 1, 2, 3
+EXIT_WRITE = 1  # the work ran, but a file could not be written (full disk, read-only folder …)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,11 +28,14 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--out", type=Path, default=Path("exported"), help="output directory (default: ./exported)")
     ap.add_argument("--fp16", action="store_true", help="also write an audited FP16 ONNX (and build the engine from it)")
     ap.add_argument("--fp16-io", action="store_true", help="FP16 inputs and outputs too (default: FP32 I/O)")
+    ap.add_argument("--uint8-io", action="store_true",
+                    help="also write <stem>.u8.onnx (and <stem>.fp16.u8.onnx with --fp16): uint8 N×H×W×3 RGB in and out, "
+                         "normalisation, clamp and rounding inside the graph; the engine is built from it (fastest GPU path)")
     ap.add_argument("--calib", type=Path, help="folder of extra real images for validation and the FP16 audit")
-    ap.add_argument("--min-tile", type=int, help="smallest LR tile side of the engine profile (default 32)")
-    ap.add_argument("--opt-tile", type=int, help="LR tile side the engine is tuned for (default: the model's tile)")
-    ap.add_argument("--max-tile", type=int, help="largest LR tile side of the engine profile (default 256)")
-    ap.add_argument("--max-batch", type=int, help="largest batch of tiles of the engine profile (default 4)")
+    ap.add_argument("--min-tile", type=whole_number(1), help="smallest LR tile side of the engine profile (default 32)")
+    ap.add_argument("--opt-tile", type=whole_number(1), help="LR tile side the engine is tuned for (default: the model's tile)")
+    ap.add_argument("--max-tile", type=whole_number(1), help="largest LR tile side of the engine profile (default 256)")
+    ap.add_argument("--max-batch", type=whole_number(1), help="largest batch of tiles of the engine profile (default 4)")
     eng = ap.add_mutually_exclusive_group()
     eng.add_argument("--engine", action="store_true", help="fail when the TensorRT engine cannot be built here")
     eng.add_argument("--no-engine", action="store_true", help="do not try to build a TensorRT engine")
@@ -53,12 +59,13 @@ def _profile(args: argparse.Namespace, min_size: int, tile: int) -> EngineProfil
 
 
 def print_table(rows: list, file=sys.stdout) -> None:  # type: ignore[no-untyped-def]
-    print("| artifact | precision | max abs diff vs PyTorch fp32 | PSNR-Y PyTorch | PSNR-Y ONNX | result |", file=file)
-    print("| --- | --- | --- | --- | --- | --- |", file=file)
+    """One row per artifact: what it was compared with, the difference, PSNR-Y of the reference and of the artifact."""
+    print("| artifact | precision | compared with | max abs diff | PSNR-Y reference | PSNR-Y artifact | result |", file=file)
+    print("| --- | --- | --- | --- | --- | --- | --- |", file=file)
     for r in rows:
         fmt = lambda x: "–" if x != x else f"{x:.3f}"  # noqa: E731 - NaN when no HR images
-        print(f"| {r.artifact} | {r.precision} | {r.max_abs_diff:.2e} | {fmt(r.psnr_torch)} | {fmt(r.psnr_onnx)} | "
-              f"{'pass' if r.passed else 'FAIL: ' + r.reason} |", file=file)
+        print(f"| {r.artifact} | {r.precision} | {r.compared_with} | {r.diff_text} | {fmt(r.psnr_torch)} | "
+              f"{fmt(r.psnr_onnx)} | {'pass' if r.passed else 'FAIL: ' + r.reason} |", file=file)
 
 
 def _onnx_only(args: argparse.Namespace, say) -> int:  # type: ignore[no-untyped-def]
@@ -76,13 +83,24 @@ def _onnx_only(args: argparse.Namespace, say) -> int:  # type: ignore[no-untyped
     return 0
 
 
+def _check_arguments(args: argparse.Namespace) -> None:
+    """Every check that needs no work, before anything is read or created (errors exit 2)."""
+    if args.opset < 17:
+        raise InputError(f"--opset {args.opset}: opset 17 or newer is required")
+    if args.out.exists() and not args.out.is_dir():
+        raise InputError(f"--out {args.out}: is a file, not a folder; choose another --out directory")
+    if args.ckpt is not None:
+        from bsrn_edge.checkpoint import resolve_checkpoint
+
+        resolve_checkpoint(args.ckpt)  # a name, a file or nothing: decided before --out can shadow it
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
     say = (lambda _m: None) if args.quiet else (lambda m: print(m, flush=True))
     try:
-        if args.opset < 17:
-            raise InputError(f"--opset {args.opset}: opset 17 or newer is required")
+        _check_arguments(args)
         if args.onnx is not None:
             return _onnx_only(args, say)
         from bsrn_edge.variants import get_variant
@@ -97,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
             except InputError:
                 min_size, tile = 15, 128
             profile = _profile(args, min_size, tile)
-        opts = ExportOptions(fp16=args.fp16 or args.fp16_io, fp16_io=args.fp16_io, calib=args.calib, profile=profile,
+        opts = ExportOptions(fp16=args.fp16 or args.fp16_io, fp16_io=args.fp16_io, uint8_io=args.uint8_io,
+                             calib=args.calib, profile=profile,
                              engine="require" if args.engine else "skip" if args.no_engine else "auto",
                              force=args.force, opset=args.opset)
         try:
@@ -126,6 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     except BsrnEdgeError as exc:
         print(f"bsrn-export: error: {exc}", file=sys.stderr)
         return EXIT_INPUT
+    except OSError as exc:  # a full disk, a read-only folder, a folder taking an output name
+        print(f"bsrn-export: cannot write {exc.filename or args.out}: {exc.strerror or exc}; "
+              f"no file was left half-written", file=sys.stderr)
+        return EXIT_WRITE
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from bsrn_edge.cache import cache_root  # re-exported: the one cache root
 from bsrn_edge.errors import InputError
 
 __all__ = ["EngineProfile", "EngineKey", "engine_key", "sidecar_matches", "cache_root", "default_cache_dir"]
@@ -38,13 +39,15 @@ class EngineProfile:
             raise InputError(f"{source}: batch bounds must satisfy 1 ≤ opt ≤ max, got opt {self.opt_batch}, max {self.max_batch}")
         return self
 
-    def shapes(self) -> tuple[tuple[int, int, int, int], tuple[int, int, int, int], tuple[int, int, int, int]]:
-        """(min, opt, max) NCHW input shapes for ``IOptimizationProfile.set_shape``."""
-        return (
-            (1, 3, self.min_tile, self.min_tile),
-            (self.opt_batch, 3, self.opt_tile, self.opt_tile),
-            (self.max_batch, 3, self.max_tile, self.max_tile),
-        )
+    def shapes(self, pixels: str = "float") -> tuple[tuple[int, int, int, int], ...]:
+        """(min, opt, max) input shapes for ``IOptimizationProfile.set_shape``: N×3×H×W for float pixel
+        I/O, N×H×W×3 for uint8 pixel I/O (``ModelMeta.pixels``)."""
+        if pixels not in ("float", "uint8"):
+            raise InputError(f"pixels={pixels!r}: expected 'float' (N×3×H×W) or 'uint8' (N×H×W×3)")
+        bounds = ((1, self.min_tile), (self.opt_batch, self.opt_tile), (self.max_batch, self.max_tile))
+        if pixels == "uint8":
+            return tuple((n, t, t, 3) for n, t in bounds)
+        return tuple((n, 3, t, t) for n, t in bounds)
 
 
 @dataclass(frozen=True)
@@ -84,14 +87,6 @@ def sidecar_matches(sidecar: Path, key: EngineKey) -> bool:
     except (OSError, ValueError):
         return False
     return isinstance(data, dict) and data.get("digest") == key.digest
-
-
-def cache_root() -> Path:
-    """``$BSRN_EDGE_CACHE``, else ``$XDG_CACHE_HOME/bsrn-edge`` (``~/.cache/bsrn-edge``)."""
-    import os
-
-    base = os.environ.get("BSRN_EDGE_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME", str(Path.home() / ".cache")), "bsrn-edge")
-    return Path(base)
 
 
 def default_cache_dir() -> Path:

@@ -4,6 +4,7 @@ The route TensorRT 11 needs (REFERENCE.md §4): the ONNX itself carries the prec
 strongly typed engine keeps exactly what the audit decided. Rules:
 
 - a node whose output magnitude on the calibration images comes near the FP16 limit stays FP32;
+- a node that reads an initializer beyond the FP16 range (65504) stays FP32;
 - a reduction over the whole tile (CCA's mean and variance) stays FP32, with the elementwise
   nodes that feed only it and the squeeze-excite branch that reads it (tiny 1×1 tensors);
 - everything else runs in FP16; Casts are inserted at every boundary.
@@ -12,7 +13,7 @@ strongly typed engine keeps exactly what the audit decided. Rules:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import numpy as np
 
@@ -85,15 +86,13 @@ def _float_tensors(model: "onnx.ModelProto") -> set[str]:
 
 
 def calibration_tiles(images: Iterable[np.ndarray], tile: int) -> list[np.ndarray]:
-    """Real images brought to ``tile``×``tile`` (mirrored where smaller, cropped where larger), NCHW float32."""
-    from bsrn_edge.pixels import pad_to_min
+    """Real images brought to ``tile``×``tile`` (mirrored where smaller, cropped where larger), NCHW float32 in [0, 1]."""
+    from bsrn_edge.pixels import pad_to_min, to_nchw
 
     tiles = []
     for img in images:
         a, _ = pad_to_min(np.asarray(img)[..., :3], tile)
-        a = a[:tile, :tile]
-        scale = np.float32(65535.0 if a.dtype == np.uint16 else 255.0) if a.dtype != np.float32 else np.float32(1.0)
-        tiles.append(np.ascontiguousarray(a.transpose(2, 0, 1)[None].astype(np.float32) / scale))
+        tiles.append(to_nchw(a[:tile, :tile]))
     return tiles
 
 
@@ -174,6 +173,134 @@ def _whole_tile_branches(model: "onnx.ModelProto", floats: set[str]) -> dict[str
     return branch
 
 
+@dataclass
+class _Plan:
+    """The precision decision for one conversion: which nodes stay FP32, and every float tensor's stored type."""
+
+    kept: dict[str, str]
+    users: dict[str, list[tuple[Any, int]]]  # tensor → (consuming node, input slot)
+    dtype: dict[str, int] = field(default_factory=dict)  # tensor → TensorProto.FLOAT / FLOAT16 as stored
+
+    def wants_fp32(self, node: Any, slot: int) -> bool:
+        return node.name in self.kept or (node.op_type, slot) in _FP32_SLOTS
+
+
+def _kept_nodes(model: "onnx.ModelProto", floats: set[str], report: AuditReport | None, threshold: float) -> dict[str, str]:
+    """Whole-tile branches, every node reading an initializer beyond the FP16 range, and every node whose
+    audited |activation| exceeds ``threshold``."""
+    from onnx import TensorProto, numpy_helper
+
+    kept = _whole_tile_branches(model, floats)
+    big = {t.name: float(np.abs(numpy_helper.to_array(t)).max(initial=0)) for t in model.graph.initializer
+           if t.data_type == TensorProto.FLOAT}
+    for n in model.graph.node:
+        over = [i for i in n.input if big.get(i, 0.0) > FP16_MAX]
+        if over and n.name not in kept:
+            kept[n.name] = f"reads {over[0]} (|value| {big[over[0]]:.4g}) beyond the FP16 range {FP16_MAX:g}"
+    if report is not None:
+        for r in report.ranges:
+            if r.max_abs > threshold and r.node not in kept:
+                kept[r.node] = f"|activation| reached {r.max_abs:.4g} (> {threshold:.4g}) on calibration tiles of {report.tile}px"
+    return kept
+
+
+def _convert_initializers(g: Any, plan: _Plan) -> None:
+    """Store an initializer FP16 unless only FP32 slots read it; both readers get an FP16 copy beside it.
+
+    An initializer beyond the FP16 range stays FP32 (``_kept_nodes`` keeps its readers in FP32).
+    """
+    from onnx import TensorProto, numpy_helper
+
+    new_inits = []
+    for t in g.initializer:
+        if t.data_type != TensorProto.FLOAT:
+            continue
+        users = plan.users.get(t.name, [])
+        need16 = any(not plan.wants_fp32(n, k) for n, k in users)
+        need32 = any(plan.wants_fp32(n, k) for n, k in users)
+        arr = numpy_helper.to_array(t)
+        if need16 and np.abs(arr).max(initial=0) > FP16_MAX:
+            need16 = False
+        plan.dtype[t.name] = TensorProto.FLOAT
+        if not need16:
+            continue
+        half = numpy_helper.from_array(arr.astype(np.float16), t.name + ("__fp16" if need32 else ""))
+        if need32:
+            new_inits.append(half)
+            for n, k in users:
+                if not plan.wants_fp32(n, k):
+                    n.input[k] = half.name
+            plan.dtype[half.name] = TensorProto.FLOAT16
+        else:
+            t.CopyFrom(half)
+            plan.dtype[t.name] = TensorProto.FLOAT16
+    g.initializer.extend(new_inits)
+
+
+def _convert_constants(g: Any, floats: set[str], plan: _Plan) -> None:
+    """Float ``Constant`` nodes become FP16 when every reader runs in FP16."""
+    from onnx import TensorProto, numpy_helper
+
+    for n in g.node:
+        if n.op_type == "Constant" and n.output[0] in floats:
+            users = plan.users.get(n.output[0], [])
+            if users and all(not plan.wants_fp32(u, k) for u, k in users):
+                for a in n.attribute:
+                    if a.name == "value":
+                        a.t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(a.t).astype(np.float16)))
+                plan.dtype[n.output[0]] = TensorProto.FLOAT16
+            else:
+                plan.dtype[n.output[0]] = TensorProto.FLOAT
+
+
+def _with_casts(g: Any, floats: set[str], plan: _Plan) -> list[Any]:
+    """The graph's nodes with a Cast wherever a float input's stored type differs from what its node runs in."""
+    from onnx import TensorProto, helper
+
+    new_nodes: list[Any] = []
+    casts: dict[tuple[str, int], str] = {}
+
+    def cast(name: str, to: int) -> str:
+        if (name, to) not in casts:
+            out = f"{name}__to_{'fp16' if to == TensorProto.FLOAT16 else 'fp32'}"
+            new_nodes.append(helper.make_node("Cast", [name], [out], to=to, name=f"Cast_{out}"))
+            casts[(name, to)] = out
+            plan.dtype[out] = to
+        return casts[(name, to)]
+
+    for n in list(g.node):
+        if n.op_type != "Constant":
+            for k, name in enumerate(n.input):
+                if name == "" or name not in floats or name not in plan.dtype:
+                    continue
+                want = TensorProto.FLOAT if plan.wants_fp32(n, k) else TensorProto.FLOAT16
+                if plan.dtype[name] != want:
+                    n.input[k] = cast(name, want)
+            for o in n.output:
+                if o in floats:
+                    plan.dtype[o] = TensorProto.FLOAT if n.name in plan.kept else TensorProto.FLOAT16
+        new_nodes.append(n)
+    return new_nodes
+
+
+def _cast_outputs(g: Any, nodes: list[Any], floats: set[str], plan: _Plan, io_type: int) -> None:
+    """Give every float graph output ``io_type``, renaming its producer's tensor and adding a final Cast."""
+    from onnx import TensorProto, helper
+
+    for out in g.output:
+        if out.name not in floats:
+            continue
+        if plan.dtype.get(out.name, TensorProto.FLOAT) != io_type:
+            inner = out.name + "__inner"
+            for n in nodes:
+                for seq in (n.output, n.input):
+                    for k, name in enumerate(seq):
+                        if name == out.name:
+                            seq[k] = inner
+            nodes.append(helper.make_node("Cast", [inner], [out.name], to=io_type, name=f"Cast_{out.name}_io"))
+        out.type.tensor_type.elem_type = io_type
+
+
 def fp16_from_onnx(
     model: "onnx.ModelProto",
     report: AuditReport | None = None,
@@ -187,123 +314,32 @@ def fp16_from_onnx(
     Inputs and outputs stay float32 unless ``io_fp16``.
     """
     onnx = require("onnx")
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import TensorProto
 
     m = onnx.ModelProto()
     m.CopyFrom(model)
     _name_nodes(m)
     g = m.graph
     floats = _float_tensors(m)
-    kept = _whole_tile_branches(m, floats)
-    if report is not None:
-        for r in report.ranges:
-            if r.max_abs > threshold and r.node not in kept:
-                kept[r.node] = f"|activation| reached {r.max_abs:.4g} (> {threshold:.4g}) on calibration tiles of {report.tile}px"
-
-    dtype: dict[str, int] = {}  # tensor -> TensorProto.FLOAT / FLOAT16 as it will be stored
-    graph_in = {i.name for i in g.input}
-    for i in g.input:
-        if i.name in floats:
-            dtype[i.name] = TensorProto.FLOAT16 if io_fp16 else TensorProto.FLOAT
-            if io_fp16:
-                i.type.tensor_type.elem_type = TensorProto.FLOAT16
-
-    # initializers: stored FP16 unless only FP32 slots read them; an FP32 copy is made when both do
-    init_users: dict[str, list[tuple[object, int]]] = {}
+    users: dict[str, list[tuple[Any, int]]] = {}
     for n in g.node:
         for k, name in enumerate(n.input):
-            init_users.setdefault(name, []).append((n, k))
-    inits = {t.name: t for t in g.initializer}
-
-    def wants_fp32(node, slot: int) -> bool:  # type: ignore[no-untyped-def]
-        return node.name in kept or (node.op_type, slot) in _FP32_SLOTS
-
-    new_inits = []
-    for name, t in inits.items():
-        if t.data_type != TensorProto.FLOAT:
-            continue
-        users = init_users.get(name, [])
-        need16 = any(not wants_fp32(n, k) for n, k in users)
-        need32 = any(wants_fp32(n, k) for n, k in users)
-        arr = numpy_helper.to_array(t)
-        if need16 and np.abs(arr).max(initial=0) > FP16_MAX:
-            need16, need32 = False, True  # cannot be represented; leave it to a Cast
-        if need16:
-            half = numpy_helper.from_array(arr.astype(np.float16), name + ("__fp16" if need32 else ""))
-            if need32:
-                new_inits.append(half)
-                for n, k in users:
-                    if not wants_fp32(n, k):
-                        n.input[k] = half.name  # type: ignore[attr-defined]
-                dtype[name] = TensorProto.FLOAT
-                dtype[half.name] = TensorProto.FLOAT16
-            else:
-                t.CopyFrom(half)
-                dtype[name] = TensorProto.FLOAT16
-        else:
-            dtype[name] = TensorProto.FLOAT
-    g.initializer.extend(new_inits)
-
-    # Constant nodes producing floats follow their node's precision
-    for n in g.node:
-        if n.op_type == "Constant" and n.output[0] in floats:
-            users = init_users.get(n.output[0], [])
-            if users and all(not wants_fp32(u, k) for u, k in users):
-                for a in n.attribute:
-                    if a.name == "value":
-                        a.t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(a.t).astype(np.float16)))
-                dtype[n.output[0]] = TensorProto.FLOAT16
-            else:
-                dtype[n.output[0]] = TensorProto.FLOAT
-
-    new_nodes = []
-    casts: dict[tuple[str, int], str] = {}
-
-    def cast(name: str, to: int) -> str:
-        key = (name, to)
-        if key not in casts:
-            out = f"{name}__to_{'fp16' if to == TensorProto.FLOAT16 else 'fp32'}"
-            new_nodes.append(helper.make_node("Cast", [name], [out], to=to, name=f"Cast_{out}"))
-            casts[key] = out
-            dtype[out] = to
-        return casts[key]
-
-    for n in list(g.node):
-        if n.op_type != "Constant":
-            for k, name in enumerate(n.input):
-                if name not in floats or name == "" or name not in dtype:
-                    continue
-                want = TensorProto.FLOAT if wants_fp32(n, k) else TensorProto.FLOAT16
-                if dtype[name] != want:
-                    n.input[k] = cast(name, want)
-            for o in n.output:
-                if o in floats:
-                    dtype[o] = TensorProto.FLOAT if n.name in kept else TensorProto.FLOAT16
-        new_nodes.append(n)
-
-    # graph outputs in the requested I/O precision
-    for out in g.output:
-        if out.name not in floats:
-            continue
-        want = TensorProto.FLOAT16 if io_fp16 else TensorProto.FLOAT
-        have = dtype.get(out.name, TensorProto.FLOAT)
-        if have != want:
-            inner = out.name + "__inner"
-            for n in new_nodes:
-                for k, o in enumerate(n.output):
-                    if o == out.name:
-                        n.output[k] = inner
-                for k, i in enumerate(n.input):
-                    if i == out.name:
-                        n.input[k] = inner
-            new_nodes.append(helper.make_node("Cast", [inner], [out.name], to=want, name=f"Cast_{out.name}_io"))
-        out.type.tensor_type.elem_type = want
-
+            users.setdefault(name, []).append((n, k))
+    plan = _Plan(_kept_nodes(m, floats, report, threshold), users)
+    io_type = TensorProto.FLOAT16 if io_fp16 else TensorProto.FLOAT
+    for i in g.input:
+        if i.name in floats:
+            plan.dtype[i.name] = io_type
+            i.type.tensor_type.elem_type = io_type
+    _convert_initializers(g, plan)
+    _convert_constants(g, floats, plan)
+    nodes = _with_casts(g, floats, plan)
+    _cast_outputs(g, nodes, floats, plan, io_type)
     del g.node[:]
-    g.node.extend(_toposort(new_nodes, graph_in | {t.name for t in g.initializer}))
+    g.node.extend(_toposort(nodes, {i.name for i in g.input} | {t.name for t in g.initializer}))
     del g.value_info[:]
     onnx.checker.check_model(m)
-    return m, kept
+    return m, plan.kept
 
 
 def _toposort(nodes: list, available: set[str]) -> list:  # type: ignore[type-arg]

@@ -15,7 +15,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from bsrn_edge.checkpoint import LoadedModel
 
-__all__ = ["DEFAULT_OPSET", "onnx_from_model", "simplify_onnx", "set_metadata", "read_metadata", "op_counts", "linear_leftovers"]
+__all__ = ["DEFAULT_OPSET", "onnx_from_model", "simplify_onnx", "set_metadata", "op_counts", "linear_leftovers"]
 
 DEFAULT_OPSET = 17
 INPUT_NAME = "input"
@@ -89,10 +89,6 @@ def set_metadata(model: "onnx.ModelProto", meta: ModelMeta) -> "onnx.ModelProto"
     model.producer_name = "bsrn-edge"
     model.producer_version = meta.exporter_version
     return model
-
-
-def read_metadata(model: "onnx.ModelProto", source: str = "<onnx>") -> ModelMeta:
-    return ModelMeta.from_props({p.key: p.value for p in model.metadata_props}, source)
 
 
 def op_counts(model: "onnx.ModelProto") -> Counter[str]:

@@ -1,4 +1,4 @@
-"""The export pipeline: checkpoint → ONNX → simplified → validated → FP16 (audited) → engine.
+"""The export pipeline: checkpoint → ONNX → simplified → validated → FP16 (audited) → uint8 pixel I/O → engine.
 
 Each step is a named function elsewhere in this package; this module only sequences them, keeps
 artifacts in memory until every validation passed, then writes them atomically.
@@ -13,26 +13,35 @@ import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from bsrn_edge import __version__
 from bsrn_edge._lazy import available
+from bsrn_edge.artifacts import artifact_name, sibling
 from bsrn_edge.errors import InputError, ValidationError
-from bsrn_edge.imageio import write_atomic
-from bsrn_edge.meta import ModelMeta
+from bsrn_edge.imageio import IMAGE_EXTENSIONS, write_atomic
+from bsrn_edge.meta import META_PREFIX, ModelMeta
 
 from .engine_cache import EngineProfile
 
-__all__ = ["ExportOptions", "ExportResult", "export_checkpoint", "artifact_paths", "check_outputs", "build_engine_step"]
+if TYPE_CHECKING:  # pragma: no cover
+    import onnx
+
+    from bsrn_edge.checkpoint import LoadedModel
+
+    from .validate import Reference, ValidationRow
+
+__all__ = ["ExportOptions", "ExportResult", "export_checkpoint", "artifact_paths", "check_outputs", "build_engine_step",
+           "engine_path_for", "default_profile"]
 
 Report = Callable[[str], None]
-_IMG = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
 
 @dataclass
 class ExportOptions:
     fp16: bool = False
     fp16_io: bool = False
+    uint8_io: bool = False  # also write the uint8-pixel-I/O graphs (<stem>.u8.onnx, <stem>.fp16.u8.onnx) and build the engine from one
     calib: Path | None = None
     profile: EngineProfile | None = None
     engine: str = "auto"  # auto: build when TensorRT and a GPU exist; require: fail otherwise; skip
@@ -51,10 +60,15 @@ class ExportResult:
     manifest: dict[str, Any] = field(default_factory=dict)
 
 
-def artifact_paths(out_dir: Path, stem: str, fp16: bool) -> dict[str, Path]:
-    paths = {"onnx": out_dir / f"{stem}.onnx", "manifest": out_dir / f"{stem}.manifest.json"}
+def artifact_paths(out_dir: Path, stem: str, fp16: bool, uint8_io: bool = False) -> dict[str, Path]:
+    """Output paths by key (``onnx``, ``fp16_onnx``, ``u8_onnx``, ``fp16_u8_onnx``, ``manifest``), named by bsrn_edge.artifacts."""
+    paths = {"onnx": out_dir / artifact_name(stem), "manifest": out_dir / f"{stem}.manifest.json"}
     if fp16:
-        paths["fp16_onnx"] = out_dir / f"{stem}.fp16.onnx"
+        paths["fp16_onnx"] = out_dir / artifact_name(stem, precision="fp16")
+    if uint8_io:
+        paths["u8_onnx"] = out_dir / artifact_name(stem, pixels="uint8")
+        if fp16:
+            paths["fp16_u8_onnx"] = out_dir / artifact_name(stem, precision="fp16", pixels="uint8")
     return paths
 
 
@@ -63,9 +77,13 @@ def check_outputs(paths: Sequence[Path], out_dir: Path, force: bool) -> None:
     existing = [str(p) for p in paths if p.exists()]
     if existing and not force:
         raise InputError(f"{', '.join(existing)} already exist(s); pass --force to overwrite or choose another --out")
+    probe_dir = out_dir  # probe the nearest existing folder: nothing is created before the export succeeds
+    while not probe_dir.exists() and probe_dir != probe_dir.parent:
+        probe_dir = probe_dir.parent
+    if not probe_dir.is_dir():
+        raise InputError(f"{out_dir}: {probe_dir} is a file, not a folder; choose another --out directory")
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=out_dir, prefix=".bsrn-write-test")
+        fd, probe = tempfile.mkstemp(dir=probe_dir, prefix=".bsrn-write-test")
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
@@ -74,7 +92,141 @@ def check_outputs(paths: Sequence[Path], out_dir: Path, force: bool) -> None:
 
 def _stem_for(ckpt: str) -> str:
     p = Path(ckpt)
-    return p.stem if p.exists() else ckpt.lower()
+    return p.stem if p.is_file() else ckpt.lower()
+
+
+def _calibration_files(calib: Path | None) -> list[Path]:
+    """The images of ``--calib`` (none without it); an empty or missing folder is an input error."""
+    if calib is None:
+        return []
+    if not Path(calib).is_dir():
+        raise InputError(f"--calib {calib}: not a directory; expected a folder of images")
+    files = sorted(p for p in Path(calib).iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not files:
+        raise InputError(f"--calib {calib}: holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+    return files
+
+
+@dataclass
+class _Run:
+    """What the steps of one export share: the options, the reference outputs and what is produced so far."""
+
+    opts: ExportOptions
+    paths: dict[str, Path]
+    profile: EngineProfile
+    report: Report
+    result: ExportResult
+    ref: "Reference | None" = None
+    models: dict[str, "onnx.ModelProto"] = field(default_factory=dict)  # artifact key → graph, written once all pass
+    audit: dict[str, Any] | None = None
+    leftovers: int = 0  # Linear Transpose/MatMul pairs onnxsim left
+
+    def add(self, key: str, model: "onnx.ModelProto", row: "ValidationRow") -> None:
+        self.models[key] = model
+        self.result.validation.append(row)
+
+
+def _fp32_step(run: _Run, loaded: "LoadedModel", calib_files: list[Path]) -> ModelMeta:
+    """Export, simplify, stamp the metadata and validate the FP32 graph against PyTorch."""
+    from .onnx_steps import linear_leftovers, onnx_from_model, op_counts, set_metadata, simplify_onnx
+    from .validate import reference_outputs, validate_onnx
+
+    v = loaded.variant
+    raw = onnx_from_model(loaded, opset=run.opts.opset)
+    simplified = simplify_onnx(raw)
+    run.result.node_counts = {"exported": len(raw.graph.node), "simplified": len(simplified.graph.node)}
+    run.leftovers = linear_leftovers(simplified)
+    run.report(f"onnx: {len(raw.graph.node)} nodes exported, {len(simplified.graph.node)} after onnxsim "
+               f"({dict(op_counts(simplified).most_common(6))}); Linear Transpose/MatMul pairs left: {run.leftovers}")
+    meta = ModelMeta(v.name, v.arch, v.scale, v.channels, v.min_size, v.tile, v.overlap, loaded.sha256,
+                     __version__, input_range=v.input_range)
+    set_metadata(simplified, meta)
+    run.ref = reference_outputs(loaded.model, v.scale, calib_files)
+    run.report(f"validating on {len(run.ref.inputs) - len(calib_files)} Set5 ×{v.scale} images"
+               f"{f' + {len(calib_files)} calibration images' if calib_files else ''}")
+    run.add("onnx", simplified, validate_onnx(simplified.SerializeToString(), run.ref, artifact=run.paths["onnx"].name,
+                                              precision="fp32"))
+    return meta
+
+
+def _fp16_step(run: _Run, meta: ModelMeta) -> None:
+    """Audit activation ranges on the calibration tiles, convert to FP16 and validate against the FP32 graph's PSNR."""
+    from bsrn_edge.pixels import from_nchw
+
+    from .fp16 import audit_ranges, calibration_tiles, fp16_from_onnx
+    from .onnx_steps import set_metadata
+    from .validate import validate_onnx
+
+    assert run.ref is not None
+    tile = run.profile.max_tile
+    images = [from_nchw(x) for x in run.ref.inputs]
+    audit = audit_ranges(run.models["onnx"], calibration_tiles(images, tile), tile)
+    half, kept = fp16_from_onnx(run.models["onnx"], audit, io_fp16=run.opts.fp16_io)
+    set_metadata(half, replace(meta, precision="fp16", io_dtype="float16" if run.opts.fp16_io else "float32"))
+    run.result.fp32_nodes, run.audit = kept, audit.to_dict()
+    peak = audit.peak
+    run.report(f"fp16: audit on {len(images)} images at {tile}px, peak |activation| {peak.max_abs:.4g} at {peak.node}; "
+               f"{len(kept)} nodes kept in FP32" if peak else "fp16: no float nodes")
+    row32 = run.result.validation[0]
+    run.add("fp16_onnx", half, validate_onnx(half.SerializeToString(), run.ref, artifact=run.paths["fp16_onnx"].name,
+                                             precision="fp16", fp32_psnr=row32.psnr_onnx))
+
+
+def _uint8_step(run: _Run) -> None:
+    """Wrap every float graph into uint8 pixel I/O and check it against its float sibling + host conversion."""
+    from .pixel_io import pixel_io_from_onnx
+    from .validate import uint8_images, validate_uint8
+
+    assert run.ref is not None
+    images, hr = uint8_images(run.ref)
+    run.report(f"uint8 I/O: checking against the float graphs on {len(images)} images")
+    for key, precision in (("onnx", "fp32"), ("fp16_onnx", "fp16")):
+        if key not in run.models:
+            continue
+        u8_key = "u8_onnx" if key == "onnx" else "fp16_u8_onnx"
+        wrapped = pixel_io_from_onnx(run.models[key], run.paths[key].name)
+        row = validate_uint8(wrapped.SerializeToString(), run.models[key].SerializeToString(), images, hr,
+                             run.ref.scale, artifact=run.paths[u8_key].name, precision=precision,
+                             float_artifact=run.paths[key].name)
+        run.add(u8_key, wrapped, row)
+
+
+def _manifest(run: _Run, loaded: "LoadedModel", meta: ModelMeta, seconds: float) -> dict[str, Any]:
+    v = loaded.variant
+    return {
+        "bsrn_edge_version": __version__,
+        "created_unix": int(time.time()),
+        "machine": {"platform": platform.platform(), "python": platform.python_version()},
+        "checkpoint": {"source": loaded.source, "sha256": loaded.sha256, "variant": v.name, "scale": v.scale},
+        "metadata": meta.__dict__,
+        "node_counts": run.result.node_counts,
+        "linear_transpose_matmul_pairs": run.leftovers,
+        "validation": [r.to_dict() for r in run.result.validation],
+        "fp16_audit": run.audit,
+        "artifacts": {key: run.paths[key].name for key in run.models},
+        "profile": run.profile.__dict__,
+        "seconds": round(seconds, 2),
+    }
+
+
+def _write_all(run: _Run) -> None:
+    """Raise :class:`ValidationError` (writing nothing) if any row failed; else write every artifact atomically."""
+    failed = [r for r in run.result.validation if not r.passed]
+    if failed:
+        err = ValidationError("nothing written: " + "; ".join(f"{r.artifact}: {r.reason}" for r in failed))
+        err.rows = run.result.validation  # type: ignore[attr-defined]
+        raise err
+    for key, model in run.models.items():
+        write_atomic(run.paths[key], model.SerializeToString())
+        run.result.files[key] = run.paths[key]
+    write_atomic(run.paths["manifest"], json.dumps(run.result.manifest, indent=2).encode())
+    run.result.files["manifest"] = run.paths["manifest"]
+
+
+def engine_source(paths: dict[str, Path], fp16: bool, uint8_io: bool) -> Path:
+    """The ONNX the engine is built from: FP16 when exported, uint8 pixel I/O when asked (the fastest GPU path)."""
+    key = ("fp16_" if fp16 else "") + ("u8_onnx" if uint8_io else "onnx")
+    return paths[key]
 
 
 def export_checkpoint(ckpt: str, out_dir: Path, opts: ExportOptions, report: Report = print) -> ExportResult:
@@ -82,97 +234,32 @@ def export_checkpoint(ckpt: str, out_dir: Path, opts: ExportOptions, report: Rep
 
     Nothing is written under a final name unless all validations pass.
     """
-    import numpy as np
-
     from bsrn_edge.checkpoint import load_model
-
-    from .fp16 import audit_ranges, calibration_tiles, fp16_from_onnx
-    from .onnx_steps import linear_leftovers, onnx_from_model, op_counts, set_metadata, simplify_onnx
-    from .validate import reference_outputs, validate_onnx
 
     out_dir = Path(out_dir)
     stem = _stem_for(ckpt)
-    paths = artifact_paths(out_dir, stem, opts.fp16)
+    paths = artifact_paths(out_dir, stem, opts.fp16, opts.uint8_io)
     check_outputs(list(paths.values()), out_dir, opts.force)
-    calib_files: list[Path] = []
-    if opts.calib is not None:
-        if not Path(opts.calib).is_dir():
-            raise InputError(f"--calib {opts.calib}: not a directory; expected a folder of images")
-        calib_files = sorted(p for p in Path(opts.calib).iterdir() if p.suffix.lower() in _IMG)
-        if not calib_files:
-            raise InputError(f"--calib {opts.calib}: holds no images ({', '.join(_IMG)})")
+    calib_files = _calibration_files(opts.calib)
 
     t0 = time.perf_counter()
     loaded = load_model(ckpt)
     v = loaded.variant
     profile = (opts.profile or default_profile(v.min_size, v.tile)).validate(v.min_size, "bsrn-export")
     report(f"loaded {loaded.source}: {v.name}, ×{v.scale}, {loaded.num_params:,} parameters")
-    result = ExportResult(stem=stem)
-
-    raw = onnx_from_model(loaded, opset=opts.opset)
-    simplified = simplify_onnx(raw)
-    result.node_counts = {"exported": len(raw.graph.node), "simplified": len(simplified.graph.node)}
-    leftovers = linear_leftovers(simplified)
-    report(f"onnx: {len(raw.graph.node)} nodes exported, {len(simplified.graph.node)} after onnxsim "
-           f"({dict(op_counts(simplified).most_common(6))}); Linear Transpose/MatMul pairs left: {leftovers}")
-    meta = ModelMeta(v.name, v.arch, v.scale, v.channels, v.min_size, v.tile, v.overlap, loaded.sha256,
-                     __version__, input_range=v.input_range)
-    set_metadata(simplified, meta)
-    fp32_bytes = simplified.SerializeToString()
-
-    ref = reference_outputs(loaded.model, v.scale, calib_files)
-    report(f"validating on {len(ref.inputs) - len(calib_files)} Set5 ×{v.scale} images"
-           f"{f' + {len(calib_files)} calibration images' if calib_files else ''}")
-    row32 = validate_onnx(fp32_bytes, ref, artifact=paths["onnx"].name, precision="fp32")
-    result.validation.append(row32)
-    artifacts: dict[str, bytes] = {"onnx": fp32_bytes}
-
+    run = _Run(opts, paths, profile, report, ExportResult(stem=stem))
+    meta = _fp32_step(run, loaded, calib_files)
     if opts.fp16:
-        images = [(x[0].transpose(1, 2, 0) * 255).round().astype(np.uint8) for x in ref.inputs]
-        audit = audit_ranges(simplified, calibration_tiles(images, profile.max_tile), profile.max_tile)
-        half, kept = fp16_from_onnx(simplified, audit, io_fp16=opts.fp16_io)
-        set_metadata(half, replace(meta, precision="fp16", io_dtype="float16" if opts.fp16_io else "float32"))
-        result.fp32_nodes = kept
-        peak = audit.peak
-        report(f"fp16: audit on {len(images)} images at {profile.max_tile}px, peak |activation| "
-               f"{peak.max_abs:.4g} at {peak.node}; {len(kept)} nodes kept in FP32" if peak else "fp16: no float nodes")
-        half_bytes = half.SerializeToString()
-        row16 = validate_onnx(half_bytes, ref, artifact=paths["fp16_onnx"].name, precision="fp16",
-                              fp32_psnr=row32.psnr_onnx)
-        result.validation.append(row16)
-        artifacts["fp16_onnx"] = half_bytes
-        audit_dict = audit.to_dict()
-    else:
-        audit_dict = None
-
-    result.manifest = {
-        "bsrn_edge_version": __version__,
-        "created_unix": int(time.time()),
-        "machine": {"platform": platform.platform(), "python": platform.python_version()},
-        "checkpoint": {"source": loaded.source, "sha256": loaded.sha256, "variant": v.name, "scale": v.scale},
-        "metadata": meta.__dict__,
-        "node_counts": result.node_counts,
-        "linear_transpose_matmul_pairs": leftovers,
-        "validation": [r.to_dict() for r in result.validation],
-        "fp16_audit": audit_dict,
-        "profile": profile.__dict__,
-        "seconds": round(time.perf_counter() - t0, 2),
-    }
-    failed = [r for r in result.validation if not r.passed]
-    if failed:
-        err = ValidationError("nothing written: " + "; ".join(f"{r.artifact}: {r.reason}" for r in failed))
-        err.rows = result.validation  # type: ignore[attr-defined]
-        raise err
-    for key, data in artifacts.items():
-        write_atomic(paths[key], data)
-        result.files[key] = paths[key]
-    write_atomic(paths["manifest"], json.dumps(result.manifest, indent=2).encode())
-    result.files["manifest"] = paths["manifest"]
-    source = paths["fp16_onnx"] if opts.fp16 else paths["onnx"]
-    result.engine_note = build_engine_step(source, profile, "fp16" if opts.fp16 else "fp32", opts.engine, report)
-    if result.engine_note.startswith("built") or result.engine_note.startswith("reused"):
-        result.files["engine"] = engine_path_for(source)
-    return result
+        _fp16_step(run, meta)
+    if opts.uint8_io:
+        _uint8_step(run)
+    run.result.manifest = _manifest(run, loaded, meta, time.perf_counter() - t0)
+    _write_all(run)
+    source = engine_source(paths, opts.fp16, opts.uint8_io)
+    run.result.engine_note = build_engine_step(source, profile, "fp16" if opts.fp16 else "fp32", opts.engine, report)
+    if run.result.engine_note.startswith(("built", "reused")):
+        run.result.files["engine"] = engine_path_for(source)
+    return run.result
 
 
 def default_profile(min_size: int, tile: int) -> EngineProfile:
@@ -182,10 +269,8 @@ def default_profile(min_size: int, tile: int) -> EngineProfile:
 
 
 def engine_path_for(onnx_path: Path) -> Path:
-    name = onnx_path.name[: -len(".onnx")]
-    if not name.endswith(".fp16") and not name.endswith(".fp32"):
-        name += ".fp32"
-    return onnx_path.with_name(name + ".engine")
+    """``<stem>[.fp16][.u8].onnx`` → ``<stem>.<precision>[.u8].engine`` (bsrn_edge.artifacts)."""
+    return sibling(onnx_path, kind="engine")
 
 
 def tensorrt_unavailable_reason() -> str | None:
@@ -221,12 +306,13 @@ def build_engine_step(onnx_path: Path, profile: EngineProfile, precision: str, m
             raise MissingDependencyError(f"--engine was requested but {reason}. Run on the target device:\n  {cmd}")
         report(msg)
         return msg
-    from .tensorrt_build import engine_from_onnx
-
     from bsrn_edge.runtime.model_info import read_onnx_props
 
-    res = engine_from_onnx(onnx_path, target, profile, precision=precision, report=report)
+    from .tensorrt_build import engine_from_onnx
+
     props = dict(read_onnx_props(onnx_path))
+    pixels = props.get(META_PREFIX + "pixels", "float")
+    res = engine_from_onnx(onnx_path, target, profile, precision=precision, pixels=pixels, report=report)
     props.update({"bsrn_edge.profile_" + k: str(v) for k, v in profile.__dict__.items()})
     write_atomic(Path(str(target) + ".meta.json"), json.dumps(props, indent=2).encode())
     note = f"{'reused' if res.reused else 'built'} {res.path} (key {res.key.digest})"

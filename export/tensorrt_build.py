@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from bsrn_edge._lazy import require
+from bsrn_edge.artifacts import parse_artifact
 from bsrn_edge.errors import BsrnEdgeError
 from bsrn_edge.imageio import write_atomic
 
@@ -59,24 +60,14 @@ def _progress_monitor(trt: Any, report: Callable[[str], None]) -> Any:
     return Monitor()
 
 
-def engine_from_onnx(
-    onnx_path: Path,
-    out_path: Path,
-    profile: EngineProfile,
-    *,
-    precision: str = "fp16",
-    workspace_bytes: int = 1 << 30,
-    cache_dir: Path | None = None,
-    report: Callable[[str], None] = log.info,
-) -> EngineBuildResult:
-    """Build (or reuse from the cache) a strongly typed engine for ``onnx_path``; write it atomically."""
-    trt = require("tensorrt")
-    onnx_bytes = Path(onnx_path).read_bytes()
-    gpu, cc = gpu_identity()
-    key = engine_key(onnx_bytes, trt.__version__, gpu, cc, precision, profile)
-    cache = Path(cache_dir or default_cache_dir())
-    cache.mkdir(parents=True, exist_ok=True)
-    cached = cache / key.file_name(Path(onnx_path).name.split(".")[0])
+def _strongly_typed_flags(trt: Any) -> int:
+    """``create_network`` flags: STRONGLY_TYPED where this TensorRT has it (always on in 11.x, required on 10.x)."""
+    strongly = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
+    return 0 if strongly is None else 1 << int(strongly)
+
+
+def _reuse(out_path: Path, cached: Path, key: EngineKey, report: Callable[[str], None]) -> EngineBuildResult | None:
+    """The engine already at ``out_path`` (sidecar matching ``key``) or a copy of the cached one; None to build."""
     sidecar = Path(str(out_path) + ".json")
     if out_path.is_file() and sidecar_matches(sidecar, key):
         return EngineBuildResult(out_path, key, reused=True)
@@ -86,14 +77,15 @@ def engine_from_onnx(
         Path(str(out_path) + ".part").replace(out_path)
         write_atomic(sidecar, key.to_json().encode())
         return EngineBuildResult(out_path, key, reused=True)
+    return None
 
+
+def _serialized_engine(trt: Any, onnx_path: Path, onnx_bytes: bytes, shapes: tuple, workspace_bytes: int,
+                       timing_path: Path, report: Callable[[str], None]) -> bytes:
+    """Parse, configure (workspace, one profile, timing cache, progress) and build; the timing cache is saved."""
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    flags = 0
-    strongly = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
-    if strongly is not None:  # always on in 11.x, required for this route on 10.x
-        flags |= 1 << int(strongly)
-    network = builder.create_network(flags)
+    network = builder.create_network(_strongly_typed_flags(trt))
     parser = trt.OnnxParser(network, logger)
     if not parser.parse(onnx_bytes):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
@@ -101,10 +93,8 @@ def engine_from_onnx(
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_bytes)
     opt_profile = builder.create_optimization_profile()
-    mn, op, mx = profile.shapes()
-    opt_profile.set_shape(network.get_input(0).name, mn, op, mx)
+    opt_profile.set_shape(network.get_input(0).name, *shapes)
     config.add_optimization_profile(opt_profile)
-    timing_path = cache / f"timing-{key.gpu_name.replace(' ', '_')}-trt{key.tensorrt_version}.cache"
     timing = config.create_timing_cache(timing_path.read_bytes() if timing_path.is_file() else b"")
     config.set_timing_cache(timing, ignore_mismatch=False)
     monitor = _progress_monitor(trt, report)
@@ -114,8 +104,41 @@ def engine_from_onnx(
     if serialized is None:
         raise BsrnEdgeError(f"{onnx_path}: TensorRT failed to build an engine (see the TensorRT log above)")
     write_atomic(timing_path, bytes(config.get_timing_cache().serialize()))
-    data = bytes(serialized)
+    return bytes(serialized)
+
+
+def engine_from_onnx(
+    onnx_path: Path,
+    out_path: Path,
+    profile: EngineProfile,
+    *,
+    precision: str = "fp16",
+    pixels: str = "float",
+    workspace_bytes: int = 1 << 30,
+    cache_dir: Path | None = None,
+    report: Callable[[str], None] = log.info,
+) -> EngineBuildResult:
+    """Build (or reuse from the cache) a strongly typed engine for ``onnx_path``; write it atomically.
+
+    ``pixels`` is the graph's pixel I/O (``ModelMeta.pixels``): it sets the profile's layout, N×3×H×W
+    for "float", N×H×W×3 for "uint8". The cache is keyed on the ONNX hash, TensorRT version, GPU,
+    precision and profile; ``out_path`` gets a ``.json`` sidecar holding that key.
+    """
+    trt = require("tensorrt")
+    out_path = Path(out_path)
+    onnx_bytes = Path(onnx_path).read_bytes()
+    gpu, cc = gpu_identity()
+    key = engine_key(onnx_bytes, trt.__version__, gpu, cc, precision, profile)
+    cache = Path(cache_dir or default_cache_dir())
+    cache.mkdir(parents=True, exist_ok=True)
+    name = parse_artifact(onnx_path)
+    cached = cache / key.file_name(name.stem + (".u8" if name.pixels == "uint8" else ""))
+    reused = _reuse(out_path, cached, key, report)
+    if reused is not None:
+        return reused
+    timing_path = cache / f"timing-{key.gpu_name.replace(' ', '_')}-trt{key.tensorrt_version}.cache"
+    data = _serialized_engine(trt, Path(onnx_path), onnx_bytes, profile.shapes(pixels), workspace_bytes, timing_path, report)
     write_atomic(cached, data)
     write_atomic(out_path, data)
-    write_atomic(sidecar, key.to_json().encode())
+    write_atomic(Path(str(out_path) + ".json"), key.to_json().encode())
     return EngineBuildResult(out_path, key, reused=False)

@@ -9,16 +9,22 @@ from typing import Any, Sequence
 import numpy as np
 
 from bsrn_edge._lazy import require
-from bsrn_edge.datasets import bundled_arrays
-from bsrn_edge.evaluate import from_nchw, to_nchw, torch_upscale_fn
+from bsrn_edge.datasets import bundled_arrays, find_pairs, shared_data_dir
+from bsrn_edge.errors import InputError
+from bsrn_edge.evaluate import torch_upscale_fn
 from bsrn_edge.imageio import read_rgb
 from bsrn_edge.metrics import psnr_y
+from bsrn_edge.pixels import from_nchw, to_nchw
 
-__all__ = ["ValidationRow", "ort_session", "validate_onnx", "reference_outputs", "FP32_MAX_DIFF", "FP32_PSNR_TOL", "FP16_PSNR_TOL"]
+__all__ = ["ValidationRow", "ort_session", "onnx_outputs", "validate_onnx", "validate_uint8", "uint8_images",
+           "reference_outputs", "FP32_MAX_DIFF", "FP32_PSNR_TOL", "FP16_PSNR_TOL", "U8_MAX_LEVELS", "U8_MAX_FRACTION"]
 
 FP32_MAX_DIFF = 1e-4
 FP32_PSNR_TOL = 0.01
 FP16_PSNR_TOL = 0.02
+U8_MAX_LEVELS = 1  # uint8-I/O graph vs its float sibling + host conversion: at most 1 grey level ...
+U8_MAX_FRACTION = 0.001  # ... on at most 0.1% of the pixels
+U8_SHARED_IMAGES = 4  # B100 LR images from ../shared/data added to Set5 for the uint8 check, where present
 
 
 @dataclass
@@ -30,6 +36,15 @@ class ValidationRow:
     psnr_onnx: float
     passed: bool
     reason: str = ""
+    compared_with: str = "PyTorch fp32"
+    off_fraction: float | None = None  # uint8 rows: share of pixels that differ from the reference
+
+    @property
+    def diff_text(self) -> str:
+        """The difference column: a float difference, or grey levels and the share of pixels for uint8 rows."""
+        if self.off_fraction is None:
+            return f"{self.max_abs_diff:.2e}"
+        return f"{self.max_abs_diff:.0f} grey level(s) on {self.off_fraction:.4%} of pixels"
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in asdict(self).items()}
@@ -63,9 +78,18 @@ def reference_outputs(model: Any, scale: int, extra: Sequence[Path] = ()) -> Ref
     return Reference(inputs, outputs, hr, scale)
 
 
-def _mean_psnr(outs: Sequence[np.ndarray], ref: Reference) -> float:
-    vals = [psnr_y(from_nchw(o), h, ref.scale) for o, h in zip(outs, ref.hr) if h is not None]
+def _mean_psnr(outs: Sequence[np.ndarray], hr: Sequence[np.ndarray | None], scale: int) -> float:
+    """Mean PSNR-Y over the images that have an HR target; outputs are NCHW float or H×W×3 uint8."""
+    vals = [psnr_y(o if o.dtype == np.uint8 else from_nchw(o), h, scale) for o, h in zip(outs, hr) if h is not None]
     return float(np.mean(vals)) if vals else float("nan")
+
+
+def onnx_outputs(model_bytes: bytes, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Outputs of a float-I/O model on NCHW float32 ``inputs``, as float32 (float16 I/O cast at the boundary)."""
+    sess = ort_session(model_bytes)
+    name = sess.get_inputs()[0].name
+    half = sess.get_inputs()[0].type == "tensor(float16)"
+    return [sess.run(None, {name: x.astype(np.float16) if half else x})[0].astype(np.float32) for x in inputs]
 
 
 def validate_onnx(model_bytes: bytes, ref: Reference, *, artifact: str, precision: str,
@@ -75,15 +99,9 @@ def validate_onnx(model_bytes: bytes, ref: Reference, *, artifact: str, precisio
     FP32: max |ONNX − PyTorch| ≤ 1e-4 and PSNR equal to 0.01 dB. FP16: PSNR within 0.02 dB of the
     FP32 ONNX's (``fp32_psnr``); its max difference is reported, not judged.
     """
-    sess = ort_session(model_bytes)
-    name = sess.get_inputs()[0].name
-    half = sess.get_inputs()[0].type == "tensor(float16)"
-    outs = []
-    for x in ref.inputs:
-        y = sess.run(None, {name: x.astype(np.float16) if half else x})[0]
-        outs.append(y.astype(np.float32))
+    outs = onnx_outputs(model_bytes, ref.inputs)
     diff = max(float(np.abs(o - r).max()) for o, r in zip(outs, ref.outputs))
-    p_torch, p_onnx = _mean_psnr(ref.outputs, ref), _mean_psnr(outs, ref)
+    p_torch, p_onnx = _mean_psnr(ref.outputs, ref.hr, ref.scale), _mean_psnr(outs, ref.hr, ref.scale)
     reasons = []
     if precision == "fp32":
         if not diff <= FP32_MAX_DIFF:
@@ -97,3 +115,50 @@ def validate_onnx(model_bytes: bytes, ref: Reference, *, artifact: str, precisio
         if not np.all([np.isfinite(o).all() for o in outs]):
             reasons.append("non-finite values in the FP16 output")
     return ValidationRow(artifact, precision, diff, p_torch, p_onnx, not reasons, "; ".join(reasons))
+
+
+def uint8_images(ref: Reference, shared_count: int = U8_SHARED_IMAGES) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
+    """H×W×3 uint8 images for the uint8-I/O check, with their HR targets (None where absent).
+
+    The reference's images (Set5 LR and any --calib ones) plus the first ``shared_count`` B100 LR
+    images of ``../shared/data`` at the reference's scale, where that folder exists.
+    """
+    images, hr = [from_nchw(x) for x in ref.inputs], list(ref.hr)
+    root = shared_data_dir()
+    if root is not None and (root / "B100").is_dir() and shared_count > 0:
+        try:
+            pairs = find_pairs(root / "B100", ref.scale)[:shared_count]
+        except InputError:  # no B100 at this scale
+            pairs = []
+        images += [read_rgb(p.lr) for p in pairs]
+        hr += [read_rgb(p.hr) for p in pairs]
+    return images, hr
+
+
+def validate_uint8(u8_bytes: bytes, float_bytes: bytes, images: Sequence[np.ndarray], hr: Sequence[np.ndarray | None],
+                   scale: int, *, artifact: str, precision: str, float_artifact: str) -> ValidationRow:
+    """Judge a uint8-I/O graph against its float sibling followed by the host conversion (``from_nchw``).
+
+    Passes when no pixel differs by more than ``U8_MAX_LEVELS`` grey level and at most
+    ``U8_MAX_FRACTION`` of the pixels (H×W positions) differ at all.
+    """
+    expected = [from_nchw(y) for y in onnx_outputs(float_bytes, [to_nchw(im) for im in images])]
+    sess = ort_session(u8_bytes)
+    name = sess.get_inputs()[0].name
+    got = [sess.run(None, {name: np.ascontiguousarray(im)[None]})[0][0] for im in images]
+    reasons = []
+    shapes = [(g.shape, e.shape) for g, e in zip(got, expected) if g.shape != e.shape or g.dtype != np.uint8]
+    if shapes:
+        return ValidationRow(artifact, precision, float("nan"), float("nan"), float("nan"), False,
+                             f"output shape/dtype {shapes[0][0]} differs from the float sibling's {shapes[0][1]} uint8",
+                             compared_with=float_artifact + " + host uint8")
+    levels = max(int(np.abs(g.astype(np.int16) - e.astype(np.int16)).max()) for g, e in zip(got, expected))
+    off = sum(int((g != e).any(axis=2).sum()) for g, e in zip(got, expected))
+    fraction = off / sum(e.shape[0] * e.shape[1] for e in expected)
+    if levels > U8_MAX_LEVELS:
+        reasons.append(f"a pixel differs by {levels} grey levels (> {U8_MAX_LEVELS}) from {float_artifact} + host conversion")
+    if fraction > U8_MAX_FRACTION:
+        reasons.append(f"{fraction:.3%} of pixels differ (> {U8_MAX_FRACTION:.1%}) from {float_artifact} + host conversion")
+    return ValidationRow(artifact, precision, float(levels), _mean_psnr(expected, hr, scale), _mean_psnr(got, hr, scale),
+                         not reasons, "; ".join(reasons), compared_with=float_artifact + " + host uint8",
+                         off_fraction=fraction)

@@ -55,3 +55,16 @@ def bsrn_s_export(tmp_path_factory):
     out = tmp_path_factory.mktemp("bsrn_s_export")
     opts = ExportOptions(fp16=True, profile=EngineProfile(32, 64, 96), engine="skip")
     return export_checkpoint("bsrn-s-x4", out, opts, report=lambda m: None)
+
+
+@pytest.fixture(scope="session")
+def bsrn_s_u8_export(tmp_path_factory):
+    """BSRN-S ×4 exported once per session with uint8 pixel I/O: FP32, FP16 and their .u8 graphs, no engine."""
+    pytest.importorskip("torch")
+    pytest.importorskip("onnxruntime")
+    from bsrn_edge.export.engine_cache import EngineProfile
+    from bsrn_edge.export.pipeline import ExportOptions, export_checkpoint
+
+    out = tmp_path_factory.mktemp("bsrn_s_u8_export")
+    opts = ExportOptions(fp16=True, uint8_io=True, profile=EngineProfile(32, 64, 96), engine="skip")
+    return export_checkpoint("bsrn-s-x4", out, opts, report=lambda m: None)

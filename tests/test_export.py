@@ -89,7 +89,85 @@ def test_fp16_meets_acceptance(bsrn_s):
     assert m.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # FP32 I/O by default
     assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in m.graph.initializer)
     manifest = json.loads(bsrn_s.files["manifest"].read_text())
-    assert manifest["fp16_audit"]["tile"] == 96 and manifest["validation"][1]["passed"]
+    assert manifest["validation"][1]["passed"]
+
+
+def test_audit_peak_matches_an_independent_run(bsrn_s, lr_images):
+    """The audit's peak |activation|, recomputed by exposing that node's output on hand-made 96-px tiles."""
+    import onnxruntime as ort
+
+    peak = json.loads(bsrn_s.files["manifest"].read_text())["fp16_audit"]["peak_activation"]
+    m = onnx.load(str(bsrn_s.files["onnx"]))
+    node = next(n for n in m.graph.node if n.name == peak["node"])
+    assert node.op_type == peak["op"]
+    m.graph.output.append(onnx.helper.make_tensor_value_info(node.output[0], onnx.TensorProto.FLOAT, None))
+    sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+    biggest = 0.0
+    for img in lr_images:  # mirror to 96 px where smaller (every Set5 LR side is ≥ 48, so one mirror suffices), crop
+        h, w = img.shape[:2]
+        tile = np.pad(img, ((0, max(0, 96 - h)), (0, max(0, 96 - w)), (0, 0)), mode="symmetric")[:96, :96]
+        x = np.ascontiguousarray(tile.transpose(2, 0, 1)[None], dtype=np.float32) / np.float32(255)
+        biggest = max(biggest, float(np.abs(sess.run([node.output[0]], {"input": x})[0]).max()))
+    assert biggest == pytest.approx(peak["max_abs"], rel=1e-5)
+
+
+def _graph(nodes, inits, shape=(1, 1, 2, 2)):
+    g = onnx.helper.make_graph(nodes, "g", [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, list(shape))],
+                               [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, list(shape))],
+                               initializer=[onnx.numpy_helper.from_array(np.array(v, np.float32), k) for k, v in inits.items()])
+    m = onnx.helper.make_model(g, opset_imports=[onnx.helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    return m
+
+
+def _run(model, x):
+    import onnxruntime as ort
+
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+
+
+def test_fp16_keeps_readers_of_an_initializer_beyond_fp16_range():
+    from bsrn_edge.export.fp16 import fp16_from_onnx
+
+    # y = (x · 70000) / 1000 = 70 x; 70000 > 65504 has no FP16 value, so "big" must stay an FP32 Mul.
+    m = _graph([onnx.helper.make_node("Mul", ["x", "w"], ["t"], name="big"),
+                onnx.helper.make_node("Div", ["t", "d"], ["y"], name="scale_down")], {"w": 70000.0, "d": 1000.0})
+    half, kept = fp16_from_onnx(m)
+    assert list(kept) == ["big"] and "beyond the FP16 range" in kept["big"]
+    inits = {t.name: t.data_type for t in half.graph.initializer}
+    assert inits["w"] == onnx.TensorProto.FLOAT and inits["d"] == onnx.TensorProto.FLOAT16
+    x = np.array([[[[1e-4, 2e-4], [5e-4, 1e-3]]]], np.float32)
+    assert np.allclose(_run(half, x), [[[[0.007, 0.014], [0.035, 0.07]]]], rtol=1e-3)  # by hand: 70 x
+
+
+def test_fp16_keeps_a_node_whose_audited_activation_is_too_large():
+    from bsrn_edge.export.fp16 import NEAR_LIMIT, audit_ranges, fp16_from_onnx
+
+    # a = 200 x, b = 200 a = 40000 x, y = b / 10000 = 4 x; on x ≤ 1: |a| ≤ 200, |b| ≤ 40000 (> 65504 / 8), |y| ≤ 4
+    m = _graph([onnx.helper.make_node("Mul", ["x", "k"], ["a"], name="a"),
+                onnx.helper.make_node("Mul", ["a", "k"], ["b"], name="b"),
+                onnx.helper.make_node("Div", ["b", "d"], ["y"], name="y")], {"k": 200.0, "d": 10000.0})
+    x = np.array([[[[0.25, 0.5], [0.75, 1.0]]]], np.float32)
+    audit = audit_ranges(m, [x], 2)
+    assert {r.node: r.max_abs for r in audit.ranges} == {"a": 200.0, "b": 40000.0, "y": 4.0}
+    assert NEAR_LIMIT < 40000.0
+    half, kept = fp16_from_onnx(m, audit)
+    assert list(kept) == ["b"] and "4e+04" in kept["b"]
+    b = next(n for n in half.graph.node if n.name == "b")
+    assert b.input[0].endswith("__to_fp32") and b.input[1] == "k"  # FP32 inputs: a cast up, k kept FP32 too
+    assert {t.name: t.data_type for t in half.graph.initializer}["k"] == onnx.TensorProto.FLOAT
+    assert np.allclose(_run(half, x), 4 * x, rtol=1e-3)
+    assert fp16_from_onnx(m, audit, threshold=50000.0)[1] == {}  # 40000 is under this threshold: nothing kept
+
+
+def test_artifact_and_engine_names():
+    from bsrn_edge.export.pipeline import artifact_paths, engine_path_for
+
+    p = artifact_paths(Path("o"), "m", fp16=True, uint8_io=True)
+    assert {k: v.name for k, v in p.items()} == {"onnx": "m.onnx", "fp16_onnx": "m.fp16.onnx", "u8_onnx": "m.u8.onnx",
+                                                 "fp16_u8_onnx": "m.fp16.u8.onnx", "manifest": "m.manifest.json"}
+    assert [engine_path_for(Path(n)).name for n in ("m.onnx", "m.fp16.onnx", "m.u8.onnx", "m.fp16.u8.onnx")] == [
+        "m.fp32.engine", "m.fp16.engine", "m.fp32.u8.engine", "m.fp16.u8.engine"]
 
 
 def test_fp16_keeps_cca_reductions_in_fp32(tmp_path):
@@ -133,7 +211,7 @@ def test_unwritable_directory_is_reported(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("x")  # a file where the directory should be
     assert cli(["--ckpt", "bsrn-s-x4", "--out", str(blocker / "out")]) == 2
-    assert "cannot write there" in capsys.readouterr().err
+    assert "is a file, not a folder" in capsys.readouterr().err
 
 
 def test_engine_step_without_tensorrt(tmp_path, bsrn_s):
