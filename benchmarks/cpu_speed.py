@@ -18,13 +18,14 @@ first and last layers fp32), with its PSNR cost. Neither is shipped.
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
-from _common import exported_onnx, machine_line, median, real_frame, time_ms
+from _common import exported_onnx, machine_line, real_frame, time_calls
 from ort_profile import FRAME_DIMS, kernel_times
 
 TARGETS = {"bsrn-s-x4": 3.0, "bsrn-x4": 2.5}  # issue 6: speed-up over PyTorch eager, authors' structure
@@ -33,12 +34,8 @@ TARGETS = {"bsrn-s-x4": 3.0, "bsrn-x4": 2.5}  # issue 6: speed-up over PyTorch e
 def sgemm_gflops(n: int = 1024, runs: int = 9) -> float:
     a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
     b = np.random.default_rng(1).standard_normal((n, n), dtype=np.float32)
-    ts = []
-    for _ in range(runs + 2):
-        t = time.perf_counter()
-        a @ b
-        ts.append(time.perf_counter() - t)
-    return 2 * n**3 / median(ts[2:]) / 1e9
+    ms = time_calls(lambda: a @ b, runs, warmup=2).median
+    return 2 * n**3 / (ms / 1e3) / 1e9
 
 
 def _ort(model: Path | bytes, level: str = "all", threads: int | None = None, fixed: bool = False):  # type: ignore[no-untyped-def]
@@ -68,11 +65,11 @@ def int8_onnx(src: Path, workdir: Path, scale: int) -> Path:
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     from bsrn_edge.datasets import bundled_arrays
+    from bsrn_edge.pixels import to_nchw
 
     class Set5(CalibrationDataReader):
         def __init__(self) -> None:
-            feeds = [{"input": np.ascontiguousarray(lr.transpose(2, 0, 1)[None], dtype=np.float32) / 255}
-                     for _, lr, _ in bundled_arrays(scale)]
+            feeds = [{"input": to_nchw(lr)} for _, lr, _ in bundled_arrays(scale)]
             self._it = iter(feeds)
 
         def get_next(self):  # type: ignore[no-untyped-def]
@@ -122,39 +119,47 @@ def timed_blocks(fns: list[Callable[[], object]], runs: int, passes: int = 4, wa
         order = range(len(fns)) if p % 2 == 0 else reversed(range(len(fns)))
         for i in order:
             if n:
-                times[i] += time_ms(fns[i], n, warmup)
-    return [median(t) for t in times]
+                times[i] += time_calls(fns[i], n, warmup).times_ms
+    return [statistics.median(t) for t in times]
 
 
-def measure(name: str, runs: int, cache: Path | None, sgemm: float) -> list[str]:
-    import tempfile
+def _lever_table(name: str, scale: int, macs: int, labels: list[str], times: list[float],
+                 openvino_missing: bool) -> list[str]:
+    """The Markdown table of one model: each lever's median, speed-up over the first row, and throughput."""
+    base, gflop = times[0], 2 * macs / 1e9
+    lines = [f"### {name} ×{scale}, 320×180 → {320 * scale}×{180 * scale} "
+             f"({macs / 1e9:.2f} G MACs = {gflop:.1f} GFLOP)", "",
+             "| path | median [ms] | speed-up vs baseline | GFLOP/s |", "| --- | ---: | ---: | ---: |"]
+    for label, t in zip(labels, times):
+        lines.append(f"| {label} | {t:.0f} | {base / t:.2f}× | {gflop / (t / 1000):.1f} |")
+    if openvino_missing:
+        lines.append("| OpenVINO CPU plugin | not installed (`pip install openvino` adds this row) | | |")
+    return lines
 
+
+def _graph_variants(loaded) -> dict[str, bytes]:  # type: ignore[no-untyped-def]
+    """Earlier export forms the table compares against: the naive export, 0.1.0's, and Concats kept."""
+    from bsrn_edge.export.onnx_steps import onnx_from_model, simplify_onnx
+
+    concat_graph = onnx_from_model(loaded, split_concat=False)
+    return {
+        "naive": simplify_onnx(onnx_from_model(loaded, deploy=False)).SerializeToString(),
+        "v010": simplify_onnx(concat_graph, keep_gelu=False).SerializeToString(),  # the 0.1.0 export
+        "concat_kept": simplify_onnx(concat_graph).SerializeToString(),
+    }
+
+
+def _levers(loaded, default_onnx: Path, int8: Path, frame: np.ndarray, x: np.ndarray,  # type: ignore[no-untyped-def]
+            cores: int) -> tuple[list[tuple[str, Callable[[], object]]], Any]:
+    """(label, call) per row of the table, the first being the baseline, and the default path's Upscaler."""
     import torch
 
-    from bsrn_edge import load_model
-    from bsrn_edge.complexity import count_complexity
-    from bsrn_edge.datasets import bundled_set5
-    from bsrn_edge.evaluate import evaluate, torch_upscale_fn
-    from bsrn_edge.export.onnx_steps import onnx_from_model, simplify_onnx
     from bsrn_edge.models.deploy import to_deploy
     from bsrn_edge.runtime import Upscaler
-    from bsrn_edge.runtime.backends.onnxruntime import OnnxRuntimeBackend, physical_cores
 
-    loaded = load_model(name)
-    frame = real_frame(320, 180)
-    x = np.ascontiguousarray(frame.transpose(2, 0, 1)[None].astype(np.float32) / 255)
     xt = torch.from_numpy(x)
-    macs = count_complexity(loaded.model, (1, 3, 180, 320), multiadds_720p=False).flops
-    cores = physical_cores()
-    torch.set_num_threads(cores)
     deploy = to_deploy(loaded.model, split_concat=False)  # as the torch backend runs it
-    default_onnx = exported_onnx(name, cache)
-    naive = simplify_onnx(onnx_from_model(loaded, deploy=False)).SerializeToString()
-    concat_graph = onnx_from_model(loaded, split_concat=False)
-    v010 = simplify_onnx(concat_graph, keep_gelu=False).SerializeToString()  # the 0.1.0 export
-    concat_kept = simplify_onnx(concat_graph).SerializeToString()
-    work = Path(tempfile.mkdtemp(prefix="bsrn-cpu-speed-"))
-    int8 = int8_onnx(default_onnx, work, loaded.scale)
+    g = _graph_variants(loaded)
 
     def eager(model):  # type: ignore[no-untyped-def]
         def run() -> object:
@@ -168,7 +173,7 @@ def measure(name: str, runs: int, cache: Path | None, sgemm: float) -> list[str]
         ("PyTorch fp32 eager, authors' structure (baseline)", eager(loaded.model)),
         ("PyTorch fp32 eager, deploy form (as the torch backend runs it)", eager(deploy)),
         ("ORT, naive export of the authors' structure (Linear → Transpose/MatMul), all optimisations",
-         _runner(_ort(naive), x)),
+         _runner(_ort(g["naive"]), x)),
         ("ORT deploy form, basic optimisations only", _runner(_ort(default_onnx, "basic"), x)),
         ("… + extended (GELU fusion)", _runner(_ort(default_onnx, "extended"), x)),
         ("… + NCHWc layout, all optimisations (one dynamic-shape session)", _runner(_ort(default_onnx), x)),
@@ -176,14 +181,41 @@ def measure(name: str, runs: int, cache: Path | None, sgemm: float) -> list[str]
          _runner(_ort(default_onnx, fixed=True), x)),
         ("… same, 1 thread", _runner(_ort(default_onnx, threads=1, fixed=True), x)),
         ("… same, export 0.1.0 (onnxsim folds GELU's ×0.5: 16 GELUs unfused; Concats kept)",
-         _runner(_ort(v010, fixed=True), x)),
-        ("… same, GELU kept fusable but Concats kept (no SplitPointwise)", _runner(_ort(concat_kept, fixed=True), x)),
+         _runner(_ort(g["v010"], fixed=True), x)),
+        ("… same, GELU kept fusable but Concats kept (no SplitPointwise)", _runner(_ort(g["concat_kept"], fixed=True), x)),
         (f"**default path: Upscaler(.onnx)** ({up.backend_name}, {cores} threads)", lambda: up.upscale(frame)),
         ("Upscaler.upscale_into (preallocated frame buffers)", lambda: up.upscale_into(frame, out)),
         ("Upscaler, tiles of 99 px batched by 4 (cache locality)",
          lambda t=Upscaler(default_onnx, tile=99, overlap=24, batch=4): t.upscale(frame)),
         ("INT8 (ORT static QDQ, per-channel), shape-specialised — not shipped", _runner(_ort(int8, fixed=True), x)),
     ]
+    return rows, up
+
+
+def measure(name: str, runs: int, cache: Path | None, sgemm: float) -> list[str]:
+    """The table and findings of one model (see the module docstring)."""
+    import tempfile
+
+    import torch
+
+    from bsrn_edge import load_model
+    from bsrn_edge.complexity import count_complexity
+    from bsrn_edge.datasets import bundled_set5
+    from bsrn_edge.evaluate import evaluate, torch_upscale_fn
+    from bsrn_edge.hostinfo import physical_cores
+    from bsrn_edge.pixels import to_nchw
+    from bsrn_edge.runtime.backends.onnxruntime import OnnxRuntimeBackend
+
+    loaded = load_model(name)
+    frame = real_frame(320, 180)
+    x = to_nchw(frame)
+    macs = count_complexity(loaded.model, (1, 3, 180, 320), multiadds_720p=False).flops
+    cores = physical_cores()
+    torch.set_num_threads(cores)
+    default_onnx = exported_onnx(name, cache)
+    work = Path(tempfile.mkdtemp(prefix="bsrn-cpu-speed-"))
+    int8 = int8_onnx(default_onnx, work, loaded.scale)
+    rows, up = _levers(loaded, default_onnx, int8, frame, x, cores)
     ov = _openvino(default_onnx, cores)
     if ov is not None:
         rows.append(("OpenVINO CPU plugin, same ONNX at the frame's shape — not shipped", lambda: ov(x)))
@@ -195,15 +227,8 @@ def measure(name: str, runs: int, cache: Path | None, sgemm: float) -> list[str]
     psnr_int8 = evaluate(OnnxRuntimeBackend(int8).infer, set5, loaded.scale, ssim=False).psnr_y
     by_op, by_conv = kernel_times(default_onnx, 3)
 
-    base, t_default = times[0], times[10]
-    gflop = 2 * macs / 1e9
-    lines = [f"### {name} ×{loaded.scale}, 320×180 → {320 * loaded.scale}×{180 * loaded.scale} "
-             f"({macs / 1e9:.2f} G MACs = {gflop:.1f} GFLOP)", "",
-             "| path | median [ms] | speed-up vs baseline | GFLOP/s |", "| --- | ---: | ---: | ---: |"]
-    for (label, _), t in zip(rows, times):
-        lines.append(f"| {label} | {t:.0f} | {base / t:.2f}× | {gflop / (t / 1000):.1f} |")
-    if ov is None:
-        lines.append("| OpenVINO CPU plugin | not installed (`pip install openvino` adds this row) | | |")
+    lines = _lever_table(name, loaded.scale, macs, [label for label, _ in rows], times, ov is None)
+    base, t_default, gflop = times[0], times[10], 2 * macs / 1e9
     target = TARGETS.get(name)
     conv_ms = by_op.get("Conv", 0.0)
     lines += [

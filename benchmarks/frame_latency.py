@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import exported_onnx, machine_line, median, p95, real_frame, time_ms
+from _common import exported_onnx, machine_line, real_frame, time_calls
 
 
 def main() -> int:
@@ -34,10 +34,10 @@ def main() -> int:
             w, h = (int(v) for v in size.split("x"))
             frame = real_frame(w, h)
             out = np.empty((h * up.scale, w * up.scale, 3), np.uint8)
-            t_into = time_ms(lambda: up.upscale_into(frame, out), args.runs)
-            t_plain = time_ms(lambda: up.upscale(frame), max(5, args.runs // 3))
-            print(f"| {name} | {w}×{h} | {up.backend_name} | {median(t_into):.1f} | {p95(t_into):.1f} | "
-                  f"{median(t_plain):.1f} | {1000 / median(t_into):.2f} |")
+            t_into = time_calls(lambda: up.upscale_into(frame, out), args.runs, warmup=2)
+            t_plain = time_calls(lambda: up.upscale(frame), max(5, args.runs // 3), warmup=2)
+            print(f"| {name} | {w}×{h} | {up.backend_name} | {t_into.median:.1f} | {t_into.p95:.1f} | "
+                  f"{t_plain.median:.1f} | {1000 / t_into.median:.2f} |")
     return 0
 
 

@@ -26,8 +26,6 @@ from typing import Any, Callable
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 MODEL = "bsrn-s-x4"
 
 
@@ -77,7 +75,7 @@ def clip(h: int, w: int, n: int) -> list[np.ndarray]:
 
 
 def _timer(device: str) -> Callable[..., Any]:
-    from harness.timing import time_calls
+    from bsrn_edge.bench import time_calls
 
     def run(fn: Callable[[], object], sz: Sizes) -> float:
         return time_calls(fn, sz.runs, sz.warmup, cuda_events=device == "cuda").median
@@ -111,7 +109,7 @@ def net_only(backend: Any, torch: Any, device: str, sz: Sizes, time_it: Callable
 
 def through_runtime(up: Any, sz: Sizes, device: str, torch: Any | None) -> tuple[float, float, float]:
     """(upscale_into wall ms, stream fps, big upscale wall s) through the Upscaler, host uint8 in and out."""
-    from harness.timing import time_calls
+    from bsrn_edge.bench import time_calls
 
     frame = real_image(*sz.frame)
     out = np.empty((frame.shape[0] * 4, frame.shape[1] * 4, 3), np.uint8)

@@ -16,17 +16,17 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
+from bsrn_edge.bench.memory import proc_status_kb
 
 from _common import machine_line, real_frame
 
 
 def _status(field: str) -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"{field} not in /proc/self/status")
+    """A /proc/self/status field in bytes (this script needs Linux)."""
+    kb = proc_status_kb(field)
+    if kb is None:
+        raise RuntimeError(f"{field} not in /proc/self/status: this benchmark needs Linux")
+    return kb * 1024
 
 
 def main() -> int:

@@ -16,8 +16,6 @@ import json
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 from _common import exported_onnx, machine_line, real_frame
 
 FRAME_DIMS = {"batch": 1, "height": 180, "width": 320}
@@ -49,6 +47,7 @@ def kernel_times(path: Path, runs: int, dims: dict[str, int] | None = FRAME_DIMS
     """Kernel milliseconds per run on the 320×180 frame: (by op type, by conv kind)."""
     import onnxruntime as ort
 
+    from bsrn_edge.pixels import to_nchw
     from bsrn_edge.runtime.backends.onnxruntime import session_options
 
     tmp = Path(tempfile.mkdtemp())
@@ -57,7 +56,7 @@ def kernel_times(path: Path, runs: int, dims: dict[str, int] | None = FRAME_DIMS
     opts.enable_profiling = True
     opts.profile_file_prefix = str(tmp / "prof")
     sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    x = np.ascontiguousarray(real_frame(320, 180).transpose(2, 0, 1)[None].astype(np.float32) / 255)
+    x = to_nchw(real_frame(320, 180))
     for _ in range(runs):
         sess.run(None, {"input": x})
     events = json.loads(Path(sess.end_profiling()).read_text())

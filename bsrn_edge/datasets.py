@@ -17,12 +17,12 @@ if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
 from .errors import InputError
+from .imageio import IMAGE_EXTENSIONS
 
 __all__ = ["Pair", "find_pairs", "bundled_set5", "shared_data_dir"]
 
 _SRF = re.compile(r"^(?P<stem>.+)_SRF_(?P<scale>\d+)_LR\.(?P<ext>png|bmp|jpg|jpeg|tif|tiff)$", re.I)
 _DIV2K_LR = re.compile(r"^(?P<stem>\d+)x(?P<scale>\d+)\.(?P<ext>png|bmp|jpg|jpeg)$", re.I)
-_IMG = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".webp")
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ def find_pairs(folder: str | Path, scale: int | None = None) -> list[Pair]:
     if not root.is_dir():
         raise InputError(f"{root}: not a directory; expected a folder of LR/HR image pairs")
     pairs: list[Pair] = []
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in _IMG and p.is_file())
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
     by_name = {p.name.lower(): p for p in files}
     for p in files:
         m = _SRF.match(p.name)

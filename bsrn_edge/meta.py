@@ -5,7 +5,6 @@ Torch-free: the runtime reads these fields instead of guessing scale and size li
 
 from __future__ import annotations
 
-import json
 from dataclasses import MISSING, asdict, dataclass, fields
 from typing import TYPE_CHECKING, Mapping
 
@@ -72,6 +71,3 @@ class ModelMeta:
                 f"Export the checkpoint with `bsrn-export --ckpt ...`, or pass scale/min_size explicitly."
             )
         return cls(**values)  # type: ignore[arg-type]
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True)

@@ -34,7 +34,6 @@ class Variant:
     # The range the trained network was fed (RFDN, RLFN: 255). The loaded torch module rescales inside its
     # forward, so callers (and exported graphs) always take and return RGB in [0, 1].
     input_range: float = 1.0
-    fp16_notes: str = ""
     licence: str = "MIT"
     origin: str = ""
     checkpoint: str | None = None  # file name under bsrn_edge/weights when bundled
@@ -61,14 +60,9 @@ class Variant:
 
 
 _AUTHORS = "Li et al., 'Blueprint Separable Residual Network for Efficient Image Super-Resolution', CVPRW 2022"
-_CCA_NOTE = (
-    "CCA reduces over the whole tile (variance of each channel); the FP16 export keeps those nodes in FP32."
-)
-_BSRN_S_NOTE = "No whole-tile reductions; FP16 measured lossless on Set5."
 _NTIRE = "NTIRE 2022 Efficient SR challenge (github.com/ofsoundof/NTIRE2022_ESR, MIT, see LICENSE.NTIRE2022_ESR)"
 # ESA: a 3×3 stride-2 unpadded conv then a 7×7 stride-3 max-pool need (H - 3) // 2 + 1 >= 7, i.e. H >= 15.
 _ESA_MIN = 15
-_RANGE_NOTE = "Runs internally on [0, 255] (features about 255× larger than a [0, 1] network's); FP16 not measured."
 
 
 def _bsrn(scale: int, ckpt: str) -> Variant:
@@ -78,7 +72,6 @@ def _bsrn(scale: int, ckpt: str) -> Variant:
         scale=scale,
         config=(("channels", 64), ("blocks", 8), ("scale", scale), ("small", False)),
         min_size=15,
-        fp16_notes=_CCA_NOTE,
         origin=f"{_AUTHORS}; authors' checkpoint {ckpt}",
         checkpoint=ckpt,
     )
@@ -96,7 +89,6 @@ VARIANTS: dict[str, Variant] = {
             scale=4,
             config=(("channels", 48), ("blocks", 5), ("scale", 4), ("small", True)),
             min_size=15,
-            fp16_notes=_BSRN_S_NOTE,
             origin=f"{_AUTHORS}; authors' BSRN-S checkpoint net_g_BSRN-S.pth",
             checkpoint="net_g_BSRN-S.pth",
             aliases=("bsrn-s",),
@@ -107,7 +99,6 @@ VARIANTS: dict[str, Variant] = {
             scale=4,
             config=(("channels", 48), ("blocks", 5), ("scale", 4), ("small", True)),
             min_size=15,
-            fp16_notes=_BSRN_S_NOTE,
             origin="NTIRE 2022 Efficient SR challenge, team 18 (XPixel) entry team18_bsrn.pth",
             checkpoint="team18_bsrn.pth",
         ),
@@ -117,7 +108,6 @@ VARIANTS: dict[str, Variant] = {
             scale=4,
             config=(("channels", 64), ("blocks", 8), ("scale", 4)),
             min_size=1,  # 3×3 convs with padding only: any size runs
-            fp16_notes="No whole-tile reductions; FP16 not measured.",
             origin=f"Hui et al., 'Lightweight Image Super-Resolution with Information Multi-distillation "
             f"Network', ACM MM 2019; baseline checkpoint imdn_baseline.pth of the {_NTIRE}",
             checkpoint="imdn_baseline.pth",
@@ -130,7 +120,6 @@ VARIANTS: dict[str, Variant] = {
             config=(("channels", 50), ("blocks", 4), ("esa_channels", 12), ("scale", 4)),
             min_size=_ESA_MIN,
             input_range=255.0,
-            fp16_notes=_RANGE_NOTE,
             origin=f"Liu et al., 'Residual Feature Distillation Network for Lightweight Image "
             f"Super-Resolution', ECCVW 2020; baseline checkpoint rfdn_baseline.pth of the {_NTIRE}",
             checkpoint="rfdn_baseline.pth",
@@ -143,7 +132,6 @@ VARIANTS: dict[str, Variant] = {
             config=(("channels", 46), ("mid_channels", 48), ("blocks", 4), ("esa_channels", 16), ("scale", 4)),
             min_size=_ESA_MIN,
             input_range=255.0,  # the challenge's test script feeds team04's RLFN [0, 255]
-            fp16_notes=_RANGE_NOTE,
             origin=f"Kong et al., 'Residual Local Feature Network for Efficient Super-Resolution', "
             f"CVPRW 2022; runtime-track winner team04_rlfn.pth of the {_NTIRE}",
             checkpoint="team04_rlfn.pth",

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import SHARED_WEIGHTS, needs_torch
+from conftest import ROOT, SHARED_WEIGHTS, needs_torch
 
 pytestmark = needs_torch
+
+WEIGHTS = ROOT / "bsrn_edge" / "weights"
 
 torch = pytest.importorskip("torch")
 
@@ -20,18 +22,29 @@ from bsrn_edge.models.rfdn import RFDN  # noqa: E402
 from bsrn_edge.models.rlfn import RLFN  # noqa: E402
 from bsrn_edge.variants import VARIANTS  # noqa: E402
 
-BASELINES = {"imdn": 893_936, "rfdn": 433_448, "rlfn": 317_218}
-SHARED_FILES = {"imdn": "imdn_baseline.pth", "rfdn": "rfdn_baseline.pth", "rlfn": "team04_rlfn.pth"}
-BICUBIC_SET5_X4 = 28.42  # Y-PSNR of bicubic ×4 on Set5
-# Y-PSNR we measured on the bundled Set5 ×4 (the regression reference; the requirement is +3 dB over bicubic)
-SET5_Y = {"imdn": 32.25, "rfdn": 32.16, "rlfn": 32.10}
+# Parameters [M] as the NTIRE 2022 Efficient SR report publishes them (REFERENCE.md §1 and §3 for IMDN and
+# RFDN; the team04 RLFN row of the same report, kept in bsrn_edge.complexity.PUBLISHED).
+PUBLISHED_PARAMS_M = {"imdn": 0.894, "rfdn": 0.433, "rlfn": 0.317}
+# the same file names in bsrn_edge/weights and in ../shared/weights/NTIRE2022_ESR
+CHECKPOINT_FILES = {"imdn": "imdn_baseline.pth", "rfdn": "rfdn_baseline.pth", "rlfn": "team04_rlfn.pth"}
+# Y-PSNR of bicubic ×4 on Set5, the figure every SR paper's table prints (e.g. the BSRN paper's Table 5).
+BICUBIC_SET5_X4 = 28.42
+# BSRN-S ×4 on Set5, paper Table 5 (REFERENCE.md §2). The NTIRE 2022 challenge held every entry to the
+# IMDN baseline's fidelity (29.00 dB on DIV2K validation), so the three baselines must land near the Set5
+# figure of BSRN-S, an entry under the same rule: within SET5_BAND dB. A broken layer or a wrong input
+# range costs far more than that.
+BSRN_S_SET5_X4 = 32.16
+SET5_BAND = 0.3
 
 
-@pytest.mark.parametrize("name", sorted(BASELINES))
-def test_bundled_baselines_load_by_name_with_exact_param_count(name):
+@pytest.mark.parametrize("name", sorted(PUBLISHED_PARAMS_M))
+def test_bundled_baselines_load_by_name_with_the_published_param_count(name):
     m = load_model(name)
     assert m.name == name and m.variant.arch == name
-    assert m.num_params == BASELINES[name]
+    # a second count, straight from the checkpoint file without our loader or model classes
+    raw = torch.load(str(WEIGHTS / CHECKPOINT_FILES[name]), map_location="cpu", weights_only=True)
+    assert m.num_params == sum(t.numel() for t in raw.values())
+    assert round(m.num_params / 1e6, 3) == PUBLISHED_PARAMS_M[name]
     assert m.scale == 4
     assert m.min_size == (1 if name == "imdn" else 15)
     assert m.variant.licence == "MIT" and "NTIRE 2022" in m.variant.origin
@@ -43,23 +56,23 @@ def test_input_range_is_recorded_but_callers_always_pass_unit_range():
     assert load_model("rfdn").model.input_range == 255.0
 
 
-@pytest.mark.parametrize("name", sorted(SHARED_FILES))
+@pytest.mark.parametrize("name", sorted(CHECKPOINT_FILES))
 def test_challenge_files_are_detected_from_a_path(name):
-    path = SHARED_WEIGHTS / "NTIRE2022_ESR" / SHARED_FILES[name]
+    path = SHARED_WEIGHTS / "NTIRE2022_ESR" / CHECKPOINT_FILES[name]
     if not path.is_file():
         pytest.skip("../shared/weights absent")
     assert load_model(str(path)).name == name
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(BASELINES))
-def test_set5_beats_bicubic_by_3db(name):
+@pytest.mark.parametrize("name", sorted(PUBLISHED_PARAMS_M))
+def test_set5_fidelity_matches_the_published_figures(name):
     torch.set_num_threads(2)
     model = load_model(name).model
     scores = evaluate(torch_upscale_fn(model), bundled_set5(), 4, ssim=False)
     assert len(scores.images) == 5
-    assert scores.psnr_y >= BICUBIC_SET5_X4 + 3.0, f"{name}: {scores.psnr_y:.2f} dB"
-    assert scores.psnr_y == pytest.approx(SET5_Y[name], abs=0.02)
+    assert scores.psnr_y >= BICUBIC_SET5_X4 + 3.0, f"{name}: {scores.psnr_y:.2f} dB"  # the project's requirement
+    assert scores.psnr_y == pytest.approx(BSRN_S_SET5_X4, abs=SET5_BAND), f"{name}: {scores.psnr_y:.2f} dB"
 
 
 def test_imdn_keeps_its_model_prefix_through_unwrapping():
@@ -98,7 +111,7 @@ def test_detectors_read_hyper_parameters_from_shapes():
     }
 
 
-@pytest.mark.parametrize("name", sorted(BASELINES))
+@pytest.mark.parametrize("name", sorted(PUBLISHED_PARAMS_M))
 def test_unregistered_configurations_get_their_own_descriptor(tmp_path, lr_batch, name):
     sd = _state_dicts()[name]
     torch.save(sd, tmp_path / "small.pth")

@@ -18,6 +18,8 @@ from bsrn_edge import CheckpointError, load_model  # noqa: E402
 from bsrn_edge.checkpoint import build_model, detect_variant  # noqa: E402
 from bsrn_edge.variants import VARIANTS  # noqa: E402
 
+# The authors' parameter counts (../shared/REFERENCE.md §1; BSRN-S 156,288 is also the paper's 0.156 M);
+# the NTIRE team18 entry has the BSRN-S layout.
 PARAMS = {"bsrn-x2": 331_628, "bsrn-x3": 340_283, "bsrn-x4": 352_400, "bsrn-s-x4": 156_288, "bsrn-s-x4-ntire": 156_288}
 
 

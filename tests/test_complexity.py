@@ -18,11 +18,13 @@ from bsrn_edge import InputError, load_model  # noqa: E402
 from bsrn_edge.complexity import PUBLISHED, count_complexity  # noqa: E402
 
 # Published rows, copied from the NTIRE 2022 Efficient SR report and the BSRN paper (never from our code):
-# params [M], FLOPs [G] on a 256×256 LR input, activations [M], #conv.
+# params [M], FLOPs [G] on a 256×256 LR input, activations [M], #conv. BSRN-S, IMDN and RFDN are in
+# ../shared/REFERENCE.md §3; RLFN is the report's team04 (ByteESR) row.
 NTIRE_ROWS = {
     "bsrn-s-x4": (0.156, 9.50, 65.76, 43),
     "imdn": (0.894, 58.53, 154.14, 43),
     "rfdn": (0.433, 27.10, 112.03, 64),
+    "rlfn": (0.317, 19.70, 80.05, 39),
 }
 # BSRN paper, Table 5: Multi-Adds [G] for a 1280×720 output.
 PAPER_MULTIADDS = {"bsrn-s-x4": 8.3, "bsrn-x4": 19.4}
@@ -31,7 +33,7 @@ PAPER_MULTIADDS = {"bsrn-s-x4": 8.3, "bsrn-x4": 19.4}
 @pytest.fixture(scope="module")
 def counts():
     """``macs`` counts (with Multi-Adds) for each model, computed once."""
-    return {name: count_complexity(load_model(name).model) for name in (*NTIRE_ROWS, "bsrn-x4", "rlfn")}
+    return {name: count_complexity(load_model(name).model) for name in (*NTIRE_ROWS, "bsrn-x4")}
 
 
 @pytest.mark.parametrize("name", sorted(NTIRE_ROWS))
@@ -46,8 +48,6 @@ def test_activations_match(counts, name):
     acts = NTIRE_ROWS[name][2]
     assert counts[name].acts == pytest.approx(acts * 1e6, rel=0.005)
     assert round(counts[name].acts / 1e6, 2) == acts  # in fact exact to the published digits
-    if name == "bsrn-s-x4":
-        assert counts[name].acts == 65_757_744
 
 
 @pytest.mark.parametrize("name", sorted(NTIRE_ROWS))
@@ -79,12 +79,6 @@ def test_published_table_holds_the_published_rows():
         assert (row.params, row.flops, row.acts, row.convs) == pytest.approx((params * 1e6, flops * 1e9, acts * 1e6, convs))
     for name, madds in PAPER_MULTIADDS.items():
         assert PUBLISHED[name].multiadds_720p == pytest.approx(madds * 1e9)
-
-
-def test_rlfn_counts(counts):
-    c = counts["rlfn"]
-    assert (c.params, c.convs, c.acts) == (317_218, 39, 80_045_184)
-    assert c.flops == pytest.approx(PUBLISHED["rlfn"].flops, rel=0.01)
 
 
 @pytest.mark.parametrize("name", ["bsrn-s-x4", "rfdn"])

@@ -1,9 +1,8 @@
 """The README's commands and API snippet are the ones that work."""
 
+import contextlib
+import io
 import re
-from pathlib import Path
-
-import pytest
 
 from conftest import ROOT, needs_torch
 
@@ -30,7 +29,24 @@ def test_console_scripts_exist():
         assert callable(getattr(module, func)), name
 
 
+# What the snippet's comments promise, from facts outside the code under test: BSRN-S ×4 has 156,288
+# parameters and needs an input of at least 15×15 (ESA's stride-2 conv and 7×7 stride-3 pool), both in
+# ../shared/REFERENCE.md §1 and §5; a 320×180 frame at ×4 is 1280×720 (hand computation).
+PROMISED = ["bsrn-s-x4 4 156288 15", str((180 * 4, 320 * 4, 3))]
+
+
+def _python_snippet() -> str:
+    return re.findall(r"```python\n(.*?)\n```", README, re.S)[0]
+
+
+def test_snippet_comments_promise_the_independent_facts():
+    claimed = re.findall(r"^print\(.*?\)\s*#\s*(.+?)\s*$", _python_snippet(), re.M)
+    assert claimed == PROMISED
+
+
 @needs_torch
-def test_python_api_snippet_runs():
-    snippet = re.findall(r"```python\n(.*?)\n```", README, re.S)[0]
-    exec(compile(snippet, "README.md", "exec"), {})
+def test_python_api_snippet_prints_what_its_comments_promise():
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(_python_snippet(), "README.md", "exec"), {})
+    assert out.getvalue().splitlines() == PROMISED

@@ -54,17 +54,34 @@ def test_auto_backend_reports_onnxruntime(up):
     assert up.backend_name == "onnxruntime-cpu" and up.scale == 4
 
 
-def test_layouts_and_dtypes(up, lr_images):
+def _session_reference(onnx_path, rgb: np.ndarray) -> np.ndarray:
+    """A second implementation of the whole-image path: a plain ONNX Runtime session (no Upscaler),
+    float32 H×W×3 in [0, 1] in, float32 H×sW×3 out."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    x = np.ascontiguousarray(rgb.transpose(2, 0, 1)[None], dtype=np.float32)
+    return sess.run(None, {sess.get_inputs()[0].name: x})[0][0].transpose(1, 2, 0)
+
+
+def test_layouts_and_dtypes(up, onnx_path, lr_images):
+    """Every layout and dtype against values computed here from a plain ONNX Runtime session."""
     img = lr_images[1][:40, :36]
+    ref = _session_reference(onnx_path, img / 255.0)
     rgb = up.upscale(img)
     assert rgb.shape == (160, 144, 3) and rgb.dtype == np.uint8
-    gray = up.upscale(img[..., 0])
-    assert gray.shape == (160, 144) and gray.dtype == np.uint8
-    assert up.upscale(img[..., :1]).shape == (160, 144, 1)
+    assert np.abs(rgb.astype(int) - np.clip(np.rint(ref * 255), 0, 255)).max() <= 1
+    grey_in = img[..., 0]
+    grey_ref = _session_reference(onnx_path, np.repeat(grey_in[..., None], 3, axis=2) / 255.0).mean(axis=2)
+    grey = up.upscale(grey_in)
+    assert grey.shape == (160, 144) and grey.dtype == np.uint8
+    assert np.abs(grey.astype(int) - np.clip(np.rint(grey_ref * 255), 0, 255)).max() <= 1
+    np.testing.assert_array_equal(up.upscale(grey_in[..., None])[..., 0], grey)
     u16 = up.upscale(img.astype(np.uint16) * 257)
-    assert u16.dtype == np.uint16 and abs(int(u16.astype(np.int64).mean()) // 257 - int(rgb.mean())) <= 1
+    assert u16.dtype == np.uint16
+    assert np.abs(u16.astype(np.int64) - np.clip(np.rint(ref * 65535), 0, 65535)).max() <= 2
     f32 = up.upscale(img.astype(np.float32) / 255)
-    assert f32.dtype == np.float32 and np.abs(f32 * 255 - rgb).max() <= 1.0
+    assert f32.dtype == np.float32 and np.abs(f32 - np.clip(ref, 0, 1)).max() <= 1e-4
 
 
 def test_alpha_is_upscaled_separately(up, lr_images):
@@ -78,9 +95,15 @@ def test_alpha_is_upscaled_separately(up, lr_images):
     assert out[:, :70, 3].max() <= 10 and out[:, 90:, 3].min() >= 245
 
 
-def test_small_inputs_are_padded_and_cropped(up, lr_images):
-    out = up.upscale(lr_images[0][:9, :5])
+def test_small_inputs_are_padded_and_cropped(up, onnx_path, lr_images):
+    """A 9×5 image: mirror-padded to the 15-pixel minimum by hand here, run whole, cropped back."""
+    tiny = lr_images[0][:9, :5]
+    out = up.upscale(tiny)
     assert out.shape == (36, 20, 3)
+    padded = np.pad(tiny, ((0, 6), (0, 5), (0, 0)), mode="symmetric")  # 15×10: one mirror for rows
+    padded = np.pad(padded, ((0, 0), (0, 5), (0, 0)), mode="symmetric")  # 15×15: a second for columns
+    ref = _session_reference(onnx_path, padded / 255.0)[:36, :20]
+    assert np.abs(out.astype(int) - np.clip(np.rint(ref * 255), 0, 255)).max() <= 1
 
 
 def test_bad_input_is_rejected(up):
@@ -145,11 +168,6 @@ def test_threads_share_one_upscaler(up, lr_images):
     for k in range(4):
         for got, want in zip(results[k], expected):
             np.testing.assert_array_equal(got, want)
-
-
-def test_tensorrt_backend_skips_cleanly():
-    pytest.importorskip("tensorrt")
-    pytest.importorskip("pycuda.driver")
 
 
 # -- bsrn-upscale ----------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""bsrn-bench: a thin command line over :mod:`bsrn_edge.bench`.
+"""bsrn-bench: a thin command line over :func:`bsrn_edge.bench.iter_bench`.
 
 Prints one row per model × backend × precision (fidelity, complexity beside the published figures,
 memory, runtime) as Markdown, CSV or JSON. Exit status: 0 when every row ran or was skipped (a backend
@@ -13,22 +13,14 @@ import sys
 from pathlib import Path
 from typing import Iterable, TypeVar
 
-from .bench import (
-    BACKENDS,
-    DEFAULT_MODELS,
-    BenchConfig,
-    BenchRow,
-    header_lines,
-    iter_bench,
-    machine_info,
-    parse_backends,
-    parse_models,
-    parse_size,
-    rows_to_csv,
-    rows_to_json,
-    rows_to_markdown,
-)
-from .errors import BsrnEdgeError, InputError, MissingDependencyError
+from bsrn_edge.errors import BsrnEdgeError, InputError, MissingDependencyError
+from bsrn_edge.imageio import write_atomic
+
+from .config import BACKENDS, DEFAULT_MODELS, BenchConfig, parse_backends, parse_models, parse_size
+from .machine import machine_info
+from .report import header_lines, rows_to_csv, rows_to_json, rows_to_markdown
+from .rows import BenchRow
+from .run import iter_bench
 
 EXIT_ROW_FAILED, EXIT_INPUT, EXIT_DEPENDENCY = 1, 2, 3
 T = TypeVar("T")
@@ -77,7 +69,8 @@ def _bar(total: int | None, desc: str, leave: bool) -> "object | None":
     return tqdm(total=total, desc=desc, file=sys.stderr, leave=leave, disable=None, unit="row")
 
 
-def _progress(it: Iterable[T], desc: str) -> Iterable[T]:
+def tqdm_progress(it: Iterable[T], desc: str) -> Iterable[T]:
+    """``it`` wrapped in a tqdm bar on stderr labelled ``desc`` (``it`` itself where tqdm is missing)."""
     try:
         from tqdm import tqdm
     except ImportError:
@@ -121,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"# {line}", file=err)
         rows: list[BenchRow] = []
         bar = _bar(len(cfg.models) * len(cfg.backends), "bsrn-bench", leave=False)
-        for row in iter_bench(cfg, progress=_progress):
+        for row in iter_bench(cfg, progress=tqdm_progress):
             rows.append(row)
             if bar is not None:
                 bar.update(1)  # type: ignore[attr-defined]
@@ -131,8 +124,6 @@ def main(argv: list[str] | None = None) -> int:
             bar.close()  # type: ignore[attr-defined]
         text = render(rows, args.format, header)
         if args.out is not None:
-            from .imageio import write_atomic
-
             write_atomic(args.out, text.encode("utf-8"))
             print(f"bsrn-bench: wrote {len(rows)} rows to {args.out}", file=err)
         else:
