@@ -13,9 +13,12 @@ from .errors import InputError
 if TYPE_CHECKING:  # pragma: no cover
     from .sizes import SizeRequirements
 
-__all__ = ["ModelMeta", "META_PREFIX"]
+__all__ = ["ModelMeta", "META_PREFIX", "NONFINITE_OUTPUT"]
 
 META_PREFIX = "bsrn_edge."
+#: The second output of a uint8-I/O graph: float32 1×1×1×1, 1.0 when any value of the network's float
+#: output was NaN or infinite (the uint8 image is then garbage), else 0.0.
+NONFINITE_OUTPUT = "nonfinite"
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ The wrapped graph computes, for an input ``u`` (N×H×W×3 uint8 RGB)::
     x = Transpose(Cast(u, float32), NHWC→NCHW) / 255          # bit for bit bsrn_edge.pixels.to_nchw
     y = network(x)                                              # float32 or float16 I/O, as exported
     out = Transpose(Cast(Round(Clip(Cast(y, float32) × 255, 0, 255)), uint8), NCHW→NHWC)
+    nonfinite = ReduceMax(Cast(IsNaN(y) or IsInf(y), float32))  # 1×1×1×1: 1.0 when the image is garbage
 
 ``Div`` by 255 is used rather than ``Mul`` by 1/255: IEEE division is correctly rounded, so it equals
 the host's ``astype(float32) / float32(255)`` exactly, whereas ``u × float32(1/255)`` differs from it
@@ -21,7 +22,7 @@ import numpy as np
 
 from bsrn_edge._lazy import require
 from bsrn_edge.errors import InputError
-from bsrn_edge.meta import ModelMeta
+from bsrn_edge.meta import NONFINITE_OUTPUT, ModelMeta
 
 from .onnx_steps import set_metadata
 
@@ -99,6 +100,12 @@ def _epilogue(net_out: str, u8_name: str, net_type: int) -> list["onnx.NodeProto
         nodes.append(helper.make_node("Cast", [net_out], [_P + "y_f"], to=TensorProto.FLOAT, name=_P + "cast_net_out"))
         y = _P + "y_f"
     return nodes + [
+        # the flag: any NaN or ±inf in the network's output (the cast to uint8 would hide it as garbage)
+        helper.make_node("IsNaN", [y], [_P + "nan"], name=_P + "is_nan"),
+        helper.make_node("IsInf", [y], [_P + "inf"], name=_P + "is_inf"),
+        helper.make_node("Or", [_P + "nan", _P + "inf"], [_P + "bad"], name=_P + "bad"),
+        helper.make_node("Cast", [_P + "bad"], [_P + "bad_f"], to=TensorProto.FLOAT, name=_P + "cast_bad"),
+        helper.make_node("ReduceMax", [_P + "bad_f"], [NONFINITE_OUTPUT], keepdims=1, name=_P + "any_bad"),
         helper.make_node("Mul", [y, _P + "peak"], [_P + "scaled"], name=_P + "scale"),
         helper.make_node("Clip", [_P + "scaled", _P + "zero", _P + "peak"], [_P + "clipped"], name=_P + "clamp"),
         helper.make_node("Round", [_P + "clipped"], [_P + "rounded"], name=_P + "round_half_even"),
@@ -141,6 +148,7 @@ def pixel_io_from_onnx(model: "onnx.ModelProto", source: str = "<onnx>") -> "onn
     g.input.append(u8_in)
     g.output.remove(out_vi)
     g.output.append(u8_out)
+    g.output.append(helper.make_tensor_value_info(NONFINITE_OUTPUT, TensorProto.FLOAT, [1, 1, 1, 1]))
     set_metadata(m, replace(meta, pixels="uint8"))
     onnx.checker.check_model(m)
     return m

@@ -59,11 +59,12 @@ def _pick_onnx(path: Path, precision: str, device: str) -> Path:
 
 
 def open_backend(model: str | Path, backend: BackendName = "auto", device: DeviceName | str = "auto",
-                 precision: Precision | str = "auto") -> Backend:
+                 precision: Precision | str = "auto", threads: int | None = None) -> Backend:
     """Open ``model`` (.onnx, .engine, checkpoint file or bundled name) with the requested backend.
 
     ``device``: ``"cpu"``, ``"cuda"`` or ``"auto"`` (a GPU where the backend can use one). ``precision``:
     ``"fp32"``, ``"fp16"`` or ``"auto"`` (an artifact's own; PyTorch: fp16 on a GPU, fp32 on the CPU).
+    ``threads``: ONNX Runtime's CPU threads (default: the physical cores); other backends ignore it.
     """
     if device not in ("auto", "cpu", "cuda") and not str(device).startswith("cuda:"):
         raise InputError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
@@ -78,7 +79,7 @@ def open_backend(model: str | Path, backend: BackendName = "auto", device: Devic
             raise InputError(f"{model}: the onnxruntime backend needs an .onnx file (export one with bsrn-export)")
         from .backends.onnxruntime import OnnxRuntimeBackend
 
-        return OnnxRuntimeBackend(_pick_onnx(path, precision, str(device)), device=str(device))
+        return OnnxRuntimeBackend(_pick_onnx(path, precision, str(device)), device=str(device), threads=threads)
     if backend == "tensorrt":
         if suffix != ".engine":
             raise InputError(f"{model}: the tensorrt backend needs an .engine file (bsrn-export --onnx FILE --engine)")
@@ -113,7 +114,7 @@ class Upscaler:
     host; half the GPU's free memory on a GPU) and tiles the rest with the model's recommended tile
     (smaller when the budget or an engine's profile requires); an int forces that LR tile side; ``None``
     never tiles. ``overlap`` is in LR pixels. Tiles of equal size go ``batch`` at a time. ``slots``:
-    frames in flight in :meth:`stream` on a device path.
+    frames in flight in :meth:`stream` on a device path. ``threads``: see :func:`open_backend`.
 
     ``model`` is a file or bundled name, or an already open :class:`Backend`.
 
@@ -126,14 +127,14 @@ class Upscaler:
 
     def __init__(self, model: str | Path | Backend, backend: BackendName = "auto", *, tile: int | Literal["auto"] | None = "auto",
                  overlap: int | None = None, batch: int = 1, memory_mb: int = 768, device: DeviceName | str = "auto",
-                 precision: Precision | str = "auto", slots: int = 3):
+                 precision: Precision | str = "auto", slots: int = 3, threads: int | None = None):
         if batch < 1:
             raise InputError(f"batch must be ≥ 1, got {batch}")
         if isinstance(tile, int) and not isinstance(tile, bool) and tile < 1:
             raise InputError(f"tile must be a positive LR side, 'auto' or None, got {tile}")
         if overlap is not None and overlap < 0:
             raise InputError(f"overlap must be 0 or more LR pixels, got {overlap}")
-        self.backend: Backend = model if isinstance(model, Backend) else open_backend(model, backend, device, precision)
+        self.backend: Backend = model if isinstance(model, Backend) else open_backend(model, backend, device, precision, threads)
         self.meta = self.backend.meta
         self.scale = self.meta.scale
         self.sizes = self.meta.sizes
@@ -165,7 +166,7 @@ class Upscaler:
         if self.meta.precision != "fp16" or not isinstance(model, (str, Path)) or Path(model).suffix != ".onnx":
             return None
         path = getattr(self.backend, "path", Path(model))
-        fp32 = sibling(path, precision="fp32")
+        fp32 = sibling(path, precision="fp32", pixels="float")
         return fp32 if fp32.is_file() else None
 
     def _fp32(self) -> Backend | None:
@@ -189,17 +190,21 @@ class Upscaler:
 
     def _float_infer(self, x: np.ndarray) -> np.ndarray:
         """Float N×3×h×w in [0, 1] → float N×3×sh×sw, whatever the model's pixel I/O; never non-finite."""
-        if self._pixels == "uint8":
-            u8 = np.ascontiguousarray(quantize(x.transpose(0, 2, 3, 1)))
-            return self.backend.infer(u8).transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255.0)
-        y = self.backend.infer(x)
+        try:
+            if self._pixels == "uint8":
+                u8 = np.ascontiguousarray(quantize(x.transpose(0, 2, 3, 1)))
+                return self.backend.infer(u8).transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255.0)
+            y = self.backend.infer(x)
+            if np.isfinite(y).all():
+                return y
+        except NonFiniteOutputError:  # a uint8 graph's own flag
+            pass
+        fp32 = self._fp32()
+        if fp32 is None:
+            raise self._nonfinite(tuple(x.shape))
+        y = fp32.infer(x)
         if not np.isfinite(y).all():
-            fp32 = self._fp32()
-            if fp32 is None:
-                raise self._nonfinite(tuple(x.shape))
-            y = fp32.infer(x)
-            if not np.isfinite(y).all():
-                raise self._nonfinite(tuple(x.shape))
+            raise self._nonfinite(tuple(x.shape))
         return y
 
     def _frame_fallback(self, frame: np.ndarray, out: np.ndarray) -> None:
@@ -209,7 +214,7 @@ class Upscaler:
         y = fp32.infer(np.ascontiguousarray(frame.transpose(2, 0, 1)[None], dtype=np.float32) / np.float32(255.0))
         if not np.isfinite(y).all():
             raise self._nonfinite(frame.shape)
-        np.copyto(out, quantize(y[0].transpose(1, 2, 0)))
+        row_writer(out, "rgb", out.shape[:2])(0, out.shape[0], y[0].transpose(1, 2, 0))
 
     # -- sizing --------------------------------------------------------------------------------
     def _act_bytes(self, pixels: int) -> int:

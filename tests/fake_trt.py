@@ -63,6 +63,7 @@ class FakeGPU:
                  trt_version: str = "10.12.0.36", memory_bytes: int = 80 << 30, lazy: bool = True):
         self.name, self.cc, self.devices, self.trt_version = name, cc, devices, trt_version
         self.memory_bytes, self.lazy = memory_bytes, lazy
+        self.nonfinite = False  # what an engine's "nonfinite" flag output reports (True: the network made NaN/inf)
         self.calls: list[Call] = []
         self.parse_errors: list[str] = []
         self.build_fails = False
@@ -823,6 +824,8 @@ def _build_tensorrt(gpu: FakeGPU) -> types.ModuleType:  # noqa: C901 - one closu
             mode, spec = self.engine._spec(name)
             if mode == TensorIOMode.INPUT:
                 return self.input_shapes.get(name, spec.shape)
+            if -1 not in spec.shape:  # a static output (the non-finite flag)
+                return spec.shape
             src = self.input_shapes.get(self.engine.names[0])
             if src is None:
                 return spec.shape
@@ -846,7 +849,10 @@ def _build_tensorrt(gpu: FakeGPU) -> types.ModuleType:  # noqa: C901 - one closu
             if problem:
                 gpu.errors.append(problem)
                 return False
-            inp, out = self.engine.names[0], self.engine.names[-1]
+            inp = self.engine.names[0]
+            outputs = [n for n in self.engine.names if self.engine.specs[n][0] == TensorIOMode.OUTPUT]
+            out = next(n for n in outputs if n != "nonfinite")
+            flag = self.addresses.get("nonfinite") if "nonfinite" in outputs else None
             in_shape, out_shape = self.input_shapes[inp], self.get_tensor_shape(out)
             in_np = np.dtype(_TRT_TO_NP[self.engine.get_tensor_dtype(inp)])
             out_np = np.dtype(_TRT_TO_NP[self.engine.get_tensor_dtype(out)])
@@ -855,9 +861,14 @@ def _build_tensorrt(gpu: FakeGPU) -> types.ModuleType:  # noqa: C901 - one closu
             gpu.resolve(dst, int(np.prod(out_shape)) * out_np.itemsize)
             nhwc, scale = self.engine.specs[inp][1].nhwc, self.engine.scale
 
+            if flag is not None:
+                gpu.resolve(flag, 4)
+
             def run() -> None:
                 x = gpu.read(src, in_np, in_shape)
                 gpu.write(dst, nearest_upsample(x, scale, nhwc).astype(out_np))
+                if flag is not None:
+                    gpu.write(flag, np.full((1, 1, 1, 1), float(gpu.nonfinite), np.float32))
 
             gpu.stream_for(stream_handle).enqueue(run)
             return True

@@ -117,21 +117,26 @@ def test_nan_weights_never_give_a_black_image(tmp_path, lr_images):
         Upscaler(up.backend, tile=32).upscale(lr_images[1][:50, :50])  # the tiled host path too
 
 
-def test_fp16_artifact_falls_back_to_fp32_beside_it(bsrn_s_export, tmp_path, lr_images, caplog):
-    """An FP16 ONNX whose output is NaN: the Upscaler warns and uses the FP32 ONNX beside it."""
+def _nan_onnx(src):
+    """The ONNX at ``src`` with its output multiplied by NaN (a stand-in for an FP16 overflow)."""
     import onnx
     from onnx import TensorProto, helper
 
-    fp32 = tmp_path / "m.onnx"
-    fp32.write_bytes(bsrn_s_export.files["onnx"].read_bytes())
-    model = onnx.load(str(bsrn_s_export.files["fp16_onnx"]))
+    model = onnx.load(str(src))
     g = model.graph
     out = g.output[0].name
     for n in g.node:  # rename the network's output, then multiply it by NaN
         n.output[:] = [o + "_net" if o == out else o for o in n.output]
     g.initializer.append(helper.make_tensor("nan", TensorProto.FLOAT, [], [float("nan")]))
     g.node.append(helper.make_node("Mul", [out + "_net", "nan"], [out]))
-    (tmp_path / "m.fp16.onnx").write_bytes(model.SerializeToString())
+    return model
+
+
+def test_fp16_artifact_falls_back_to_fp32_beside_it(bsrn_s_export, tmp_path, lr_images, caplog):
+    """An FP16 ONNX whose output is NaN: the Upscaler warns and uses the FP32 ONNX beside it."""
+    fp32 = tmp_path / "m.onnx"
+    fp32.write_bytes(bsrn_s_export.files["onnx"].read_bytes())
+    (tmp_path / "m.fp16.onnx").write_bytes(_nan_onnx(bsrn_s_export.files["fp16_onnx"]).SerializeToString())
     frame = lr_images[2][:40, :40]
     want = Upscaler(fp32).upscale(frame)
     with caplog.at_level(logging.WARNING):
@@ -141,6 +146,27 @@ def test_fp16_artifact_falls_back_to_fp32_beside_it(bsrn_s_export, tmp_path, lr_
     (tmp_path / "m.onnx").unlink()
     with pytest.raises(NonFiniteOutputError, match="40×40"):
         Upscaler(tmp_path / "m.fp16.onnx").upscale(frame)
+
+
+def test_uint8_graph_flags_non_finite_output(bsrn_s_export, tmp_path, lr_images):
+    """The uint8-I/O graph reports NaN through its flag output: frames and tiles fall back to the FP32
+    float ONNX beside it (identical to running that one), or fail with the input size."""
+    from bsrn_edge.export.pixel_io import pixel_io_from_onnx
+
+    u8 = tmp_path / "m.fp16.u8.onnx"
+    u8.write_bytes(pixel_io_from_onnx(_nan_onnx(bsrn_s_export.files["fp16_onnx"])).SerializeToString())
+    (tmp_path / "m.onnx").write_bytes(bsrn_s_export.files["onnx"].read_bytes())
+    frame = np.ascontiguousarray(lr_images[2][:40, :48])
+    want = Upscaler(tmp_path / "m.onnx", tile=None).upscale(frame)
+    up = Upscaler(u8, tile=None)
+    assert up._frames is not None
+    np.testing.assert_array_equal(up.upscale_into(frame, np.empty((160, 192, 3), np.uint8)), want)
+    np.testing.assert_array_equal(next(iter(up.stream([frame]))), want)
+    (tmp_path / "m.onnx").unlink()
+    with pytest.raises(NonFiniteOutputError, match="40×48"):
+        Upscaler(u8, tile=None).upscale_into(frame, np.empty((160, 192, 3), np.uint8))
+    with pytest.raises(NonFiniteOutputError):
+        Upscaler(u8, tile=21).upscale(frame)  # the tiled host path reads the flag too
 
 
 def test_out_of_memory_retries_once_with_a_smaller_tile(torch_cpu, lr_images, caplog):

@@ -21,7 +21,8 @@ def _write_engine(tmp_path, *, pixels: str = "float", meta_scale: int = SCALE, m
                   max_tile: int = 64, max_batch: int = 2, name: str = "m.fp16.engine"):
     """A fake engine (nearest-neighbour ×4) and the metadata sidecar bsrn-export writes beside a real one."""
     if pixels == "uint8":
-        io = [("input", "UINT8", (-1, -1, -1, 3))], [("output", "UINT8", (-1, -1, -1, 3))]
+        io = [("input", "UINT8", (-1, -1, -1, 3))], [("output", "UINT8", (-1, -1, -1, 3)),
+                                                     ("nonfinite", "FLOAT", (1, 1, 1, 1))]
         profile = {"input": ((1, 16, 16, 3), (1, 32, 32, 3), (max_batch, max_tile, max_tile, 3))}
     else:
         io = [("input", "FLOAT", (-1, 3, -1, -1))], [("output", "FLOAT", (-1, 3, -1, -1))]
@@ -66,9 +67,12 @@ def test_each_thread_gets_its_own_context_and_pops_it(fake_gpu, tmp_path, lr_ima
     x = _nchw(lr_images[0][:32, :32])
     want = nearest_upsample(x, SCALE, nhwc=False)
     depths, results = [], []
+    together = threading.Barrier(3)  # all alive at once, so their thread idents differ
 
     def work() -> None:
+        together.wait()
         results.append(be.infer(x))
+        together.wait()
         depths.append(fake_gpu.context_depth())
 
     threads = [threading.Thread(target=work) for _ in range(3)]
@@ -116,10 +120,27 @@ def test_uint8_engine_keeps_frames_on_the_device(fake_gpu, tmp_path, lr_images):
     # the engine ran on the slots' own streams, bound to their device buffers (no host staging in between)
     runs = fake_gpu.calls_to("IExecutionContext.execute_async_v3")
     assert len(runs) == 4 and len({c.args[0] for c in runs}) == 3  # three slots, three streams
-    assert not fake_gpu.calls_to("driver.mem_alloc")[6:]  # 3 slots × (input, output), allocated once
+    sizes = sorted(c.args[0] for c in fake_gpu.calls_to("driver.mem_alloc"))
+    assert sizes == [4] * 3 + [32 * 48 * 3] * 3 + [128 * 192 * 3] * 3  # per slot: flag, input, output; once
     one = up.upscale_into(frames[1], np.empty((128, 192, 3), np.uint8))
     np.testing.assert_array_equal(one, outs[1])
     assert not fake_gpu.errors
+
+
+def test_a_non_finite_flag_from_the_engine_is_an_error_not_an_image(fake_gpu, tmp_path, lr_images):
+    from bsrn_edge.errors import NonFiniteOutputError
+    from bsrn_edge.runtime import Upscaler
+
+    up = Upscaler(_write_engine(tmp_path, pixels="uint8", name="m.fp16.u8.engine"), tile=None)
+    frame = np.ascontiguousarray(lr_images[0][:32, :48])
+    assert up.upscale_into(frame, np.empty((128, 192, 3), np.uint8)) is not None  # the flag reads 0
+    fake_gpu.nonfinite = True
+    with pytest.raises(NonFiniteOutputError, match="32×48"):
+        up.upscale_into(frame, np.empty((128, 192, 3), np.uint8))
+    with pytest.raises(NonFiniteOutputError):
+        list(up.stream([frame, frame]))
+    with pytest.raises(NonFiniteOutputError, match="NaN"):
+        up.backend.infer(frame[None])  # the host path reads the flag too
 
 
 def test_float_engine_runs_frames_on_the_host_path(fake_gpu, tmp_path, lr_images):

@@ -10,9 +10,9 @@ from typing import Any, Mapping
 import numpy as np
 
 from bsrn_edge._lazy import require
-from bsrn_edge.errors import InputError
+from bsrn_edge.errors import InputError, NonFiniteOutputError
 from bsrn_edge.hostinfo import physical_cores  # re-exported: the one /proc/cpuinfo reader
-from bsrn_edge.meta import ModelMeta
+from bsrn_edge.meta import NONFINITE_OUTPUT, ModelMeta
 
 from ..devices.base import device_pointer
 from .base import check_batch, check_pixels
@@ -163,6 +163,8 @@ class OnnxRuntimeBackend:
                      + ("-u8" if self.meta.pixels == "uint8" else ""))
         inp = self.session.get_inputs()[0]
         self._in_name, self._out_name = inp.name, self.session.get_outputs()[0].name
+        outs = {o.name for o in self.session.get_outputs()}
+        self._flag = NONFINITE_OUTPUT if NONFINITE_OUTPUT in outs else None  # uint8 graphs since 0.3
         self._half_io = inp.type == "tensor(float16)"
         if not self._on_gpu and self.meta.pixels != "uint8":
             self.device = None  # a float model on the CPU: the host path is the fast one
@@ -218,8 +220,17 @@ class OnnxRuntimeBackend:
         """Host arrays in the model's pixel I/O (float N×3×h×w, or uint8 N×h×w×3 for a uint8-I/O model)."""
         x = check_batch(x, self)
         feed = x.astype(np.float16) if self._half_io else x
-        y = self._session_for(x.shape).run([self._out_name], {self._in_name: feed})[0]
+        names = [self._out_name] + ([self._flag] if self._flag else [])
+        res = self._session_for(x.shape).run(names, {self._in_name: feed})
+        if self._flag:
+            self._check_flag(res[1], x.shape)
+        y = res[0]
         return y if y.dtype in (np.float32, np.uint8) else y.astype(np.float32)
+
+    def _check_flag(self, flag: np.ndarray, shape: tuple[int, ...]) -> None:
+        if float(np.max(flag)) != 0.0:
+            raise NonFiniteOutputError(f"{self.path}: the network produced NaN or infinite values for input "
+                                       f"{'×'.join(map(str, shape))}; its uint8 output would be garbage")
 
     def infer_into(self, x: np.ndarray, out: np.ndarray) -> None:
         """Write the result into ``out`` (the model's output layout and dtype) without allocating the output."""
@@ -231,14 +242,25 @@ class OnnxRuntimeBackend:
         binding = session.io_binding()
         binding.bind_cpu_input(self._in_name, x)
         binding.bind_output(self._out_name, "cpu", 0, out.dtype, list(out.shape), out.ctypes.data)
+        flag = self._bind_flag(binding)
         session.run_with_iobinding(binding)
+        if flag is not None:
+            self._check_flag(flag, x.shape)
 
-    def run_device(self, x: Any, out: Any, stream: Any) -> None:
+    def _bind_flag(self, binding: Any) -> np.ndarray | None:
+        """Bind the non-finite flag (when the graph has one) to a small host array; ORT fills it after the run."""
+        if not self._flag:
+            return None
+        flag = np.zeros((1, 1, 1, 1), np.float32)
+        binding.bind_output(self._flag, "cpu", 0, np.float32, [1, 1, 1, 1], flag.ctypes.data)
+        return flag
+
+    def run_device(self, x: Any, out: Any, stream: Any) -> Any:
         """uint8 pixels already on this backend's device → uint8 pixels, through IOBinding (no host copy).
 
         Needs a uint8-I/O model (``bsrn-export --uint8-io``). The session runs on its own compute stream,
-        ordered after ``stream`` and before what follows on it; returns None (the graph's uint8 output
-        cannot show non-finite values).
+        ordered after ``stream`` and before what follows on it. Returns a numpy bool, True when the
+        network's output was finite (the graph's flag), or None for a graph without the flag.
         """
         if self.device is None or self.meta.pixels != "uint8":
             raise InputError(f"{self.path}: the device path needs the uint8-I/O model (bsrn-export --uint8-io), "
@@ -250,10 +272,11 @@ class OnnxRuntimeBackend:
         binding = session.io_binding()
         binding.bind_input(self._in_name, kind, dev.index, np.uint8, list(x.shape), device_pointer(x))
         binding.bind_output(self._out_name, kind, dev.index, np.uint8, list(out.shape), device_pointer(out))
+        flag = self._bind_flag(binding)
         dev.join(self._stream, stream)
         session.run_with_iobinding(binding)
         dev.join(stream, self._stream)
-        return None
+        return None if flag is None else np.bool_(float(flag.max()) == 0.0)
 
     def close(self) -> None:
         with self._lock:

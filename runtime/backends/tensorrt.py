@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 
 from bsrn_edge._lazy import require
-from bsrn_edge.errors import InputError
-from bsrn_edge.meta import ModelMeta
+from bsrn_edge.errors import InputError, NonFiniteOutputError
+from bsrn_edge.meta import NONFINITE_OUTPUT, ModelMeta
 
 from ..devices.base import device_pointer
 from ..model_info import read_engine_props
@@ -36,6 +36,16 @@ def trt_dtype_to_numpy(trt: Any, dtype: Any) -> np.dtype:
     if dtype not in table:
         raise InputError(f"engine tensor dtype {dtype} is not supported (float32, float16 or uint8)")
     return np.dtype(table[dtype])
+
+
+class _Finite:
+    """True when the engine's non-finite flag (copied to ``host`` on the stream) is 0; read after the stream's work."""
+
+    def __init__(self, host: np.ndarray):
+        self.host = host
+
+    def __bool__(self) -> bool:
+        return float(self.host.max()) == 0.0
 
 
 class TensorRTBackend:
@@ -57,7 +67,8 @@ class TensorRTBackend:
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         mode = self.trt.TensorIOMode.INPUT
         self.input = next(n for n in names if self.engine.get_tensor_mode(n) == mode)
-        self.output = next(n for n in names if self.engine.get_tensor_mode(n) != mode)
+        self.output = next(n for n in names if self.engine.get_tensor_mode(n) != mode and n != NONFINITE_OUTPUT)
+        self.flag = NONFINITE_OUTPUT if NONFINITE_OUTPUT in names else None  # uint8 engines since 0.3
         self.in_dtype = trt_dtype_to_numpy(self.trt, self.engine.get_tensor_dtype(self.input))
         self.out_dtype = trt_dtype_to_numpy(self.trt, self.engine.get_tensor_dtype(self.output))
         self.tile_limits = (int(props.get("bsrn_edge.profile_min_tile", self.meta.min_size)),
@@ -116,6 +127,27 @@ class TensorRTBackend:
             raise InputError(f"{self.path}: the engine's output for input {shape} is {got}, expected {tuple(out_shape)}; "
                              "the engine does not match its metadata (scale or layout): rebuild it with bsrn-export")
 
+    def _flag_buffers(self, st: Any, key: int) -> tuple[Any, np.ndarray]:
+        """A device float for the engine's non-finite flag and a page-locked copy, one pair per output
+        buffer (slots in flight each keep their own)."""
+        flags = st.__dict__.setdefault("flags", {})
+        if key not in flags:
+            host = self.cuda.pagelocked_empty((1, 1, 1, 1), np.float32)
+            flags[key] = (self.cuda.mem_alloc(host.nbytes), host)
+        return flags[key]
+
+    def _bind_flag(self, st: Any, key: int) -> np.ndarray | None:
+        """Bind the flag output and enqueue its download after the run; returns the host array it lands in."""
+        if self.flag is None:
+            return None
+        d_flag, h_flag = self._flag_buffers(st, key)
+        st.context.set_tensor_address(self.flag, int(d_flag))
+        return h_flag
+
+    def _nonfinite(self, shape: tuple[int, ...]) -> NonFiniteOutputError:
+        return NonFiniteOutputError(f"{self.path}: the network produced NaN or infinite values for input "
+                                    f"{'×'.join(map(str, shape))}; its uint8 output would be garbage")
+
     def _execute(self, st: Any, stream_handle: int, shape: tuple[int, ...]) -> None:
         if not st.context.execute_async_v3(stream_handle):
             raise InputError(f"{self.path}: TensorRT execution failed for input {shape}")
@@ -141,15 +173,23 @@ class TensorRTBackend:
             np.copyto(h_in, x, casting="same_kind" if self.in_dtype == x.dtype else "unsafe")
             st.context.set_tensor_address(self.input, int(st.d_in))
             st.context.set_tensor_address(self.output, int(st.d_out))
+            h_flag = self._bind_flag(st, int(st.d_out))
             self.cuda.memcpy_htod_async(st.d_in, h_in, st.stream)
             self._execute(st, st.stream.handle, tuple(x.shape))
             self.cuda.memcpy_dtoh_async(h_out, st.d_out, st.stream)
+            if h_flag is not None:
+                self.cuda.memcpy_dtoh_async(h_flag, self._flag_buffers(st, int(st.d_out))[0], st.stream)
             st.stream.synchronize()
+            if h_flag is not None and float(h_flag.max()) != 0.0:
+                raise self._nonfinite(tuple(x.shape))
             np.copyto(out, h_out, casting="unsafe")
 
     # -- DeviceBackend -------------------------------------------------------------------------
-    def run_device(self, x: Any, out: Any, stream: Any) -> None:
-        """Enqueue the engine on ``stream`` with the caller's uint8 device buffers bound (no copies)."""
+    def run_device(self, x: Any, out: Any, stream: Any) -> Any:
+        """Enqueue the engine on ``stream`` with the caller's uint8 device buffers bound (no copies).
+
+        Returns an object whose truth is "the output was finite", readable once the stream's work up to
+        here has completed (None for an engine without the flag output)."""
         if self.meta.pixels != "uint8":
             raise InputError(f"{self.path}: the device path needs a uint8-I/O engine (bsrn-export --uint8-io --engine)")
         check_pixels(tuple(x.shape), tuple(out.shape), self)
@@ -158,8 +198,12 @@ class TensorRTBackend:
             self._set_shape(st, tuple(x.shape), tuple(out.shape))
             st.context.set_tensor_address(self.input, device_pointer(x))
             st.context.set_tensor_address(self.output, device_pointer(out))
+            h_flag = self._bind_flag(st, device_pointer(out))
             self._execute(st, int(stream.handle), tuple(x.shape))
-        return None
+            if h_flag is None:
+                return None
+            self.cuda.memcpy_dtoh_async(h_flag, self._flag_buffers(st, device_pointer(out))[0], stream)
+        return _Finite(h_flag)
 
     def device_context(self) -> Any:
         """The primary CUDA context, current in this thread for the duration (push … pop)."""
