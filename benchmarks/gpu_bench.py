@@ -95,9 +95,11 @@ def _peak_mb(torch: Any, device: str) -> float | None:
 
 def net_only(backend: Any, torch: Any, device: str, sz: Sizes, time_it: Callable[..., float]) -> tuple[float, float]:
     """Median ms of the network alone (float input already on the device) at the two frame sizes."""
+    from bsrn_edge.pixels import to_nchw
+
     out = []
     for h, w in (sz.small, sz.frame):
-        x = torch.from_numpy(real_image(h, w).transpose(2, 0, 1)[None].astype(np.float32) / 255).to(device)
+        x = torch.from_numpy(to_nchw(real_image(h, w))).to(device)
 
         def call() -> None:
             with backend._lock, torch.inference_mode():

@@ -113,6 +113,43 @@ def forced_tile(shapes: list[tuple[int, int]], tile: int, overlap: int, min_tile
     return None
 
 
+def _settings(args: argparse.Namespace, loaded, shapes: list[tuple[int, int]]) -> list[tuple[int, str]]:  # type: ignore[no-untyped-def]
+    """The tile sides to measure: the default (snapped) and, with --min-tiles, one forcing that many tiles."""
+    settings = [(loaded.variant.sizes.snap_tile(args.tile), "default")]
+    if args.min_tiles > 0:
+        forced = forced_tile(shapes, args.tile, args.overlap, args.min_tiles, loaded.scale)
+        if forced is not None and forced != settings[0][0]:
+            settings.append((forced, f"forced ≥{args.min_tiles}"))
+    return settings
+
+
+def measure_dataset(args: argparse.Namespace, ds: str, loaded, infer, small: bool) -> None:  # type: ignore[no-untyped-def]
+    """Blend and naive rows of one dataset: every image whole and tiled at each setting."""
+    scale = loaded.scale
+    pairs = find_pairs(args.data / ds, scale)[: args.images]
+    images = [(p.name, read_rgb(p.lr), read_rgb(p.hr)) for p in pairs]
+    shapes = [lr.shape[:2] for _, lr, _ in images]
+    settings = _settings(args, loaded, shapes)
+    rows: list[Row] = []
+    for side, why in settings:
+        rows.append(Row(f"{why} blend", side, args.overlap))
+        rows.append(Row(f"{why} naive", side, args.overlap))
+    for fname, lr, hr in images:
+        sr_whole = from_nchw(infer(to_nchw(lr)))
+        for k, (side, _) in enumerate(settings):
+            common = dict(scale=scale, tile=side, overlap=args.overlap, min_size=loaded.min_size)
+            blend = plan_tiles(*lr.shape[:2], margin=args.margin, **common)  # type: ignore[arg-type]
+            naive = plan_tiles(*lr.shape[:2], blend="crop", alignment=1, margin=0, snap=False, **common)  # type: ignore[arg-type]
+            for row, plan in ((rows[2 * k], blend), (rows[2 * k + 1], naive)):
+                row.add(plan, sr_whole, quantize(stitch(infer, to_nchw(lr)[0], plan)), hr, scale)
+                if args.verbose:
+                    print(f"    {fname} {lr.shape[0]}×{lr.shape[1]} {row.label} tile {side}: {len(plan)} tiles, "
+                          f"delta {row.tiled[-1] - row.whole[-1]:+.4f}, vs whole {row.vs_whole[-1]:.2f} dB")
+    print(f"  {ds} ({len(images)} images, LR {min(shapes)}..{max(shapes)})")
+    for row in rows:
+        print(row.line(0.02, 1.1, 45.0 if small else None))
+
+
 def machine() -> str:
     import torch
 
@@ -160,35 +197,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{'band':>5} {'seam (worst)':>12}  {'local':>5}  {'vs whole (min)':>14} {'maxd':>4}  checks"
         )
         for ds in args.datasets:
-            pairs = find_pairs(args.data / ds, scale)[: args.images]
-            images = [(p.name, read_rgb(p.lr), read_rgb(p.hr)) for p in pairs]
-            shapes = [lr.shape[:2] for _, lr, _ in images]
-            settings = [(loaded.variant.sizes.snap_tile(args.tile), "default")]
-            if args.min_tiles > 0:
-                forced = forced_tile(shapes, args.tile, args.overlap, args.min_tiles, scale)
-                if forced is not None and forced != settings[0][0]:
-                    settings.append((forced, f"forced ≥{args.min_tiles}"))
-            rows: list[Row] = []
-            for side, why in settings:
-                rows.append(Row(f"{why} blend", side, args.overlap))
-                rows.append(Row(f"{why} naive", side, args.overlap))
-            for fname, lr, hr in images:
-                sr_whole = from_nchw(infer(to_nchw(lr)))
-                for k, (side, _) in enumerate(settings):
-                    common = dict(scale=scale, tile=side, overlap=args.overlap, min_size=loaded.min_size)
-                    blend = plan_tiles(*lr.shape[:2], margin=args.margin, **common)  # type: ignore[arg-type]
-                    naive = plan_tiles(*lr.shape[:2], blend="crop", alignment=1, margin=0, snap=False, **common)  # type: ignore[arg-type]
-                    for row, plan in ((rows[2 * k], blend), (rows[2 * k + 1], naive)):
-                        sr = quantize(stitch(infer, to_nchw(lr)[0], plan))
-                        row.add(plan, sr_whole, sr, hr, scale)
-                        if args.verbose:
-                            print(
-                                f"    {fname} {lr.shape[0]}×{lr.shape[1]} {row.label} tile {side}: {len(plan)} tiles, "
-                                f"delta {row.tiled[-1] - row.whole[-1]:+.4f}, vs whole {row.vs_whole[-1]:.2f} dB"
-                            )
-            print(f"  {ds} ({len(images)} images, LR {min(shapes)}..{max(shapes)})")
-            for row in rows:
-                print(row.line(0.02, 1.1, 45.0 if small else None))
+            measure_dataset(args, ds, loaded, infer, small)
     print(f"\ntotal {time.perf_counter() - started:.0f} s")
     return 0
 

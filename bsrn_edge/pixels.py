@@ -12,7 +12,8 @@ import numpy as np
 
 from bsrn_edge.errors import InputError
 
-__all__ = ["check_image", "pad_to_min", "window_reader", "row_writer", "DTYPES", "to_nchw", "from_nchw", "quantize"]
+__all__ = ["check_image", "pad_to_min", "window_reader", "row_writer", "DTYPES", "to_nchw", "from_nchw", "from_pixels",
+           "to_pixels", "quantize"]
 
 _CHUNK = 32  # output rows converted per step
 DTYPES = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0, np.dtype(np.float32): 1.0}
@@ -23,16 +24,31 @@ def quantize(x: np.ndarray, peak: float = 255.0, dtype: type = np.uint8) -> np.n
     return np.clip(np.rint(np.asarray(x, dtype=np.float64) * peak), 0, peak).astype(dtype)
 
 
-def to_nchw(img: np.ndarray) -> np.ndarray:
-    """H×W×3 uint8 / uint16 / float32 → 1×3×H×W float32 in [0, 1] (a copy)."""
+def to_nchw(img: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """H×W×3 (or N×H×W×3) uint8 / uint16 / float32 → N×3×H×W float32 in [0, 1]; into ``out`` when given
+    (no allocation: a camera frame's reused buffer)."""
     a = np.asarray(img)
-    f = a.transpose(2, 0, 1)[None].astype(np.float32) / np.float32(DTYPES[a.dtype])
-    return np.ascontiguousarray(f)
+    nhwc = a if a.ndim == 4 else a[None]
+    peak = np.float32(DTYPES[a.dtype])
+    if out is not None:
+        np.divide(nhwc.transpose(0, 3, 1, 2), peak, out=out, dtype=np.float32)
+        return out
+    return np.ascontiguousarray(nhwc.transpose(0, 3, 1, 2).astype(np.float32) / peak)
+
+
+def from_pixels(y: np.ndarray) -> np.ndarray:
+    """N×H×W×3 uint8 (a uint8-I/O model's output) → N×3×H×W float32 in [0, 1]."""
+    return np.ascontiguousarray(y.transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255.0))
 
 
 def from_nchw(x: np.ndarray) -> np.ndarray:
     """1×3×H×W float in [0, 1] → H×W×3 uint8 (clamped, rounded half to even)."""
     return quantize(np.asarray(x)[0].transpose(1, 2, 0))
+
+
+def to_pixels(x: np.ndarray) -> np.ndarray:
+    """N×3×H×W float in [0, 1] → N×H×W×3 uint8 (what a uint8-I/O model takes), clamped and rounded."""
+    return np.ascontiguousarray(quantize(np.asarray(x).transpose(0, 2, 3, 1)))
 
 
 def check_image(image: np.ndarray) -> np.ndarray:

@@ -253,12 +253,7 @@ def plan_tiles(
             f"overlap {overlap} leaves no room to advance a {side}-pixel window by the {alignment}-pixel grid; "
             f"use an overlap of at most {side - alignment} (about a quarter of the tile is usual)"
         )
-    if height < min_size or width < min_size:
-        raise InputError(
-            f"the image is {height}×{width} LR pixels, smaller than the network's minimum input of "
-            f"{min_size}×{min_size}; pad it to at least {min_size} pixels per side before tiling "
-            "and crop the output afterwards"
-        )
+    SizeRequirements(min_size).check(height, width, "the LR image")
     args = (side, overlap, margin, alignment, min_size, blend)
     return TilePlan(
         height=height,

@@ -12,7 +12,7 @@ import numpy as np
 from bsrn_edge._lazy import available
 from bsrn_edge.artifacts import parse_artifact, sibling
 from bsrn_edge.errors import InputError
-from bsrn_edge.pixels import check_image, pad_to_min, quantize, row_writer, window_reader
+from bsrn_edge.pixels import check_image, from_pixels, pad_to_min, row_writer, to_nchw, to_pixels, window_reader
 
 from .backends.base import Backend, pixel_layout
 from .bands import banded_apply
@@ -192,8 +192,7 @@ class Upscaler:
         """Float N×3×h×w in [0, 1] → float N×3×sh×sw, whatever the model's pixel I/O; never non-finite."""
         try:
             if self._pixels == "uint8":
-                u8 = np.ascontiguousarray(quantize(x.transpose(0, 2, 3, 1)))
-                return self.backend.infer(u8).transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255.0)
+                return from_pixels(self.backend.infer(to_pixels(x)))
             y = self.backend.infer(x)
             if np.isfinite(y).all():
                 return y
@@ -211,7 +210,7 @@ class Upscaler:
         fp32 = self._fp32()
         if fp32 is None:
             raise self._nonfinite(frame.shape)
-        y = fp32.infer(np.ascontiguousarray(frame.transpose(2, 0, 1)[None], dtype=np.float32) / np.float32(255.0))
+        y = fp32.infer(to_nchw(frame))
         if not np.isfinite(y).all():
             raise self._nonfinite(frame.shape)
         row_writer(out, "rgb", out.shape[:2])(0, out.shape[0], y[0].transpose(1, 2, 0))
@@ -344,7 +343,7 @@ class Upscaler:
         if self._frames is not None:
             return self._frames.run(frame, out)
         x, y = self._frame_buffers(frame.shape)
-        np.divide(frame.transpose(2, 0, 1)[None], np.float32(255.0), out=x)
+        to_nchw(frame, out=x)
         self.backend.infer_into(x, y)
         if not np.isfinite(y).all():
             y = self._float_infer(x)  # the FP32 fallback, or the error
