@@ -261,3 +261,55 @@ def test_gpu_bench_runs_on_the_cpu(capsys):
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert all(c not in ("", "–") for c in cells[1:6]), row  # network, upscale_into, stream, big image
     assert "target ≥ 0.8×" in out and "target ≤ 1.5 s" in out
+
+
+def test_device_buffers_from_any_library(bsrn_s_u8_export, lr_images):
+    """run_device takes what a caller's library hands over: torch tensors, DLPack producers and
+    __cuda_array_interface__ objects resolve to the same address."""
+    from bsrn_edge.runtime.backends.onnxruntime import OnnxRuntimeBackend
+    from bsrn_edge.runtime.devices.base import device_pointer
+
+    be = OnnxRuntimeBackend(bsrn_s_u8_export.files["u8_onnx"])
+    frame = np.ascontiguousarray(lr_images[1][:30, :40])[None]
+    out = torch.empty((1, 120, 160, 3), dtype=torch.uint8)
+
+    class DLPackOnly:  # what JAX or CuPy would hand over: the protocol, nothing else
+        def __init__(self, t):
+            self._t = t
+            self.shape = tuple(t.shape)
+
+        def __dlpack__(self, **kw):  # type: ignore[no-untyped-def]
+            return self._t.__dlpack__(**kw)
+
+        def __dlpack_device__(self):  # type: ignore[no-untyped-def]
+            return self._t.__dlpack_device__()
+
+    class CudaArrayLike:
+        def __init__(self, t):
+            self.shape = tuple(t.shape)
+            self.__cuda_array_interface__ = {"data": (t.data_ptr(), False), "shape": self.shape, "typestr": "|u1",
+                                             "version": 3}
+
+    x = torch.from_numpy(frame.copy())
+    assert device_pointer(DLPackOnly(x)) == device_pointer(x) == device_pointer(CudaArrayLike(x))
+    finite = be.run_device(DLPackOnly(x), CudaArrayLike(out), None)
+    assert bool(finite)
+    np.testing.assert_array_equal(out.numpy(), be.infer(frame))
+    with pytest.raises(InputError, match="cannot take the address"):
+        device_pointer(object())
+
+
+def test_ort_gpu_providers_get_a_stream_and_a_persistent_tensorrt_cache(tmp_path, monkeypatch):
+    """The TensorRT execution provider must not rebuild its engine in every new process: it gets an engine
+    cache folder, a timing cache and fp16; both GPU providers run on the pipeline's own stream."""
+    from bsrn_edge.runtime.backends.onnxruntime import provider_options
+
+    monkeypatch.setenv("BSRN_EDGE_CACHE", str(tmp_path))
+    providers = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    trt, cuda, cpu = provider_options(providers, tmp_path / "m.fp16.u8.onnx", stream_handle=1234)
+    assert trt["trt_engine_cache_enable"] == "True" and trt["trt_timing_cache_enable"] == "True"
+    assert trt["trt_fp16_enable"] == "True"
+    assert (tmp_path / "ort-trt").is_dir() and trt["trt_engine_cache_path"].startswith(str(tmp_path / "ort-trt"))
+    assert trt["user_compute_stream"] == cuda["user_compute_stream"] == "1234"
+    assert cpu == {}
+    assert "user_compute_stream" not in provider_options(providers, tmp_path / "m.onnx")[1]  # no stream: ORT's own

@@ -61,7 +61,9 @@ class Device(Protocol):
 
 def device_pointer(buf: Any) -> int:
     """The address of a device or host buffer: a torch tensor, an object with
-    ``__cuda_array_interface__`` (CuPy, Numba, pycuda GPUArray), a numpy array, or a pycuda allocation."""
+    ``__cuda_array_interface__`` (CuPy, Numba, pycuda GPUArray), any DLPack producer (``__dlpack__``:
+    JAX, CuPy, TensorFlow; read through PyTorch, or numpy for host memory), a numpy array, or a pycuda
+    allocation. The buffer must be C-contiguous."""
     if hasattr(buf, "data_ptr"):
         return int(buf.data_ptr())
     cai = getattr(buf, "__cuda_array_interface__", None)
@@ -69,8 +71,25 @@ def device_pointer(buf: Any) -> int:
         return int(cai["data"][0])
     if isinstance(buf, np.ndarray):
         return int(buf.ctypes.data)
+    if hasattr(buf, "__dlpack__"):
+        return _dlpack_pointer(buf)
     try:
         return int(buf)  # pycuda DeviceAllocation
     except (TypeError, ValueError):
         raise InputError(f"cannot take the address of a {type(buf).__name__}: pass a torch tensor, an object with "
                          "__cuda_array_interface__, a numpy array or a pycuda allocation") from None
+
+
+def _dlpack_pointer(buf: Any) -> int:
+    """The address behind a DLPack producer (the capsule stays owned by ``buf``)."""
+    from bsrn_edge._lazy import available
+
+    kind, _ = buf.__dlpack_device__()
+    if available("torch"):
+        import torch
+
+        return int(torch.from_dlpack(buf).data_ptr())
+    if int(kind) == 1:  # kDLCPU
+        return int(np.from_dlpack(buf).ctypes.data)
+    raise InputError("a DLPack buffer on a GPU needs PyTorch installed to be read; pass a torch tensor or an "
+                     "object with __cuda_array_interface__ instead")
