@@ -317,3 +317,23 @@ def test_tile_below_the_model_minimum_is_a_usage_error(tmp_path, onnx_path, lr_i
     assert _upscale("-i", src.parent, "-o", tmp_path / "out", "--model", onnx_path, "--tile", "7") == 2
     assert "--tile 7" in capsys.readouterr().err  # BSRN-S needs 15 LR pixels a side (ESA)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_nan_model_writes_nothing_and_exits_1(tmp_path, lr_images, capsys):
+    """A checkpoint with a NaN weight: no black image, an error naming the model and the input size."""
+    torch = pytest.importorskip("torch")
+    from bsrn_edge.checkpoint import read_state_dict
+    from bsrn_edge.variants import bundled_checkpoint
+
+    sd = read_state_dict(bundled_checkpoint("bsrn-s-x4"))
+    key = next(k for k in sd if k.endswith("weight") and sd[k].ndim == 4)
+    sd[key] = sd[key].clone()
+    sd[key].view(-1)[0] = float("nan")
+    ckpt = tmp_path / "nan.pth"
+    torch.save({"params": sd}, ckpt)
+    src = _save(lr_images[1][:20, :24], tmp_path / "in" / "a.png")
+    rc = _upscale("-i", str(src), "-o", str(tmp_path / "out"), "--model", str(ckpt), "--device", "cpu")
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert "bsrn-s-x4" in err and "20×24" in err and "NaN" in err
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
