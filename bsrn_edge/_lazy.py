@@ -17,6 +17,9 @@ _HINTS: dict[str, tuple[str, str]] = {
     "pycuda": ("tensorrt", "CUDA buffers for the TensorRT backend"),
     "safetensors": ("export", "reading .safetensors checkpoints"),
     "PIL": ("cpu", "reading and writing image files (Pillow)"),
+    "av": ("video", "reading and writing video files (PyAV, FFmpeg's libraries)"),
+    "cv2": ("camera", "camera capture in examples/camera_app.py (OpenCV)"),
+    "ray": ("ray", "running bsrn-upscale on a Ray cluster (Ray Data)"),
 }
 
 

@@ -45,7 +45,7 @@ def _run(model, x, outputs=None):
 def test_normalisation_equals_host_to_nchw_bit_for_bit():
     u8 = pixel_io_from_onnx(_model([helper.make_node("Identity", ["input"], ["output"])]))
     u8.graph.output.append(helper.make_tensor_value_info("input__nchw", TensorProto.FLOAT, None))  # the network's input
-    out, net_in = _run(u8, ALL_LEVELS[None])
+    out, _flag, net_in = _run(u8, ALL_LEVELS[None])
     host = to_nchw(ALL_LEVELS)
     assert np.array_equal(net_in.view(np.uint32), host.view(np.uint32))  # every bit of every level
     assert np.array_equal(out[0], ALL_LEVELS)  # identity network: uint8 in == uint8 out
@@ -76,7 +76,8 @@ def test_float16_io_network_round_trips_every_level():
     # FP16 has an 11-bit significand: |error of u/255 in fp16| × 255 ≤ 255 × 2^-11 < 0.5, so every level returns.
     net = _model([helper.make_node("Identity", ["input"], ["output"])], elem=TensorProto.FLOAT16)
     u8 = pixel_io_from_onnx(net)
-    assert [n.op_type for n in u8.graph.node].count("Cast") == 4  # u8→f32, f32→f16, f16→f32, f32→u8
+    # u8→f32, f32→f16, f16→f32, f32→u8, and the non-finite flag's bool→f32
+    assert [n.op_type for n in u8.graph.node].count("Cast") == 5
     assert np.array_equal(_run(u8, ALL_LEVELS[None])[0][0], ALL_LEVELS)
 
 

@@ -186,11 +186,11 @@ def test_fake_runtime_runs_the_built_engine_like_the_onnx(fake_gpu, tmp_path, lr
     img = np.ascontiguousarray(lr_images[1][:20, :24])[None]
     assert not ctx.set_input_shape("input", (1, 80, 80, 3))  # beyond the profile's 64
     assert ctx.set_input_shape("input", img.shape) and ctx.get_tensor_shape("output") == (1, 80, 96, 3)
-    d_in, d_out = cuda.mem_alloc(img.nbytes), cuda.mem_alloc(img.nbytes * 16)
+    d_in, d_out, d_flag = cuda.mem_alloc(img.nbytes), cuda.mem_alloc(img.nbytes * 16), cuda.mem_alloc(4)
     host = cuda.pagelocked_empty((1, 80, 96, 3), np.uint8)
     host[...] = 7
     stream = cuda.Stream()
-    for name, buf in (("input", d_in), ("output", d_out)):
+    for name, buf in (("input", d_in), ("output", d_out), ("nonfinite", d_flag)):
         ctx.set_tensor_address(name, int(buf))
     cuda.memcpy_htod_async(d_in, img, stream)
     assert ctx.execute_async_v3(stream.handle)
