@@ -22,10 +22,11 @@ from typing import Iterator, Literal
 import numpy as np
 
 from bsrn_edge._lazy import require
-from bsrn_edge.errors import BsrnEdgeError, InputError
+from bsrn_edge.errors import BsrnEdgeError, InputError, MissingDependencyError
 from bsrn_edge.imageio import IMAGE_EXTENSIONS, atomic_path, is_partial, remove_partials, write_atomic
 
 from .png16 import apply_orientation, encode_png16, is_png16_color, read_png16
+from .video import VideoOptions, looks_like_video, parse_frames
 
 _FORMATS = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP"}
 MAX_PIXELS = 64_000_000  # LR pixels; larger files are treated as decompression bombs
@@ -59,6 +60,23 @@ def _tile(text: str) -> int | Literal["auto"] | None:
         raise argparse.ArgumentTypeError(f"expected 'auto', 'none' or a side in LR pixels ≥ 1, got {text!r}") from None
 
 
+def _frames(text: str) -> tuple[int, int | None]:
+    try:
+        return parse_frames(text)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="bsrn-upscale", description="Upscale images with a BSRN model.")
     ap.add_argument("-i", "--input", required=True, type=Path, help="image file or folder")
@@ -75,6 +93,22 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--format", choices=sorted(_FORMATS), help="output format (default: the input's, else png)")
     ap.add_argument("--force", action="store_true",
                     help="redo outputs that already exist (default: skip them as done); never overwrites inputs")
+    vid = ap.add_argument_group("video files: -i a video, -o a video file or folder (pip install 'bsrn-edge[video]')")
+    vid.add_argument("--codec", help="video encoder (default libx264, libvpx-vp9 for .webm; also libx265, ffv1, …)")
+    vid.add_argument("--crf", type=whole_number(0), help="constant quality, lower is better (default 16 for libx264, "
+                                                          "19 for libx265, 24 for VP9)")
+    vid.add_argument("--pix-fmt", help="output pixel format (default yuv444p: 8-bit with colour at full resolution, "
+                                       "so the colour detail of the upscale is kept; yuv420p plays everywhere but halves it)")
+    vid.add_argument("--frames", type=_frames, metavar="A:B", help="only frames A to B-1 (display order, from 0; "
+                                                                    "A: or :B), audio cut to match")
+    vid.add_argument("--preview", type=_seconds, metavar="N", help="only N seconds (from frame A), to try settings first")
+    ray = ap.add_argument_group("on a Ray cluster (pip install 'bsrn-edge[ray]')")
+    ray.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                     help="run on Ray: ADDRESS, else $RAY_ADDRESS, else a new local Ray; -i may then be a folder "
+                          "(searched recursively), a glob or a text file of paths, -o a folder that gets a manifest")
+    ray.add_argument("--actors", type=whole_number(1), help="model copies (default: one per GPU, else one per CPU)")
+    ray.add_argument("--cpus-per-actor", type=whole_number(1),
+                     help="CPUs (and ONNX Runtime threads) per CPU actor (default 1)")
     return ap
 
 
@@ -186,21 +220,31 @@ def _folder_names(files: list[Path], fmt: str | None) -> dict[Path, str]:
     return names
 
 
+def folder_jobs(files: list[Path], dst: Path, fmt: str | None) -> list[Job]:
+    """Jobs writing ``files`` (inputs of one folder) into the folder ``dst``, named by :func:`_folder_names`."""
+    return [Job(f, dst / name, _FORMATS[_out_ext(f, fmt)]) for f, name in _folder_names(files, fmt).items()]
+
+
+def refuse_inputs(jobs: list[Job], files: list[Path]) -> list[Job]:
+    """``jobs``, each whose output is one of the input ``files`` carrying a refusal (an input is never overwritten)."""
+    inputs = {f.resolve() for f in files}
+    return [Job(j.src, j.dst, j.fmt, f"{j.dst}: is an input file; refusing to overwrite it (choose another -o)")
+            if j.dst.resolve() in inputs else j for j in jobs]
+
+
 def plan_jobs(src: Path, dst: Path, fmt: str | None) -> list[Job]:
     """Every input with its output, planned before any work (see :func:`_folder_names` for name clashes)."""
     files = list_inputs(src)
     if src.is_dir() or dst.is_dir() or not dst.suffix:
         if dst.exists() and not dst.is_dir():
             raise InputError(f"-o {dst}: is a file; for a folder of inputs, -o must be a folder (or a new name)")
-        jobs = [Job(f, dst / name, _FORMATS[_out_ext(f, fmt)]) for f, name in _folder_names(files, fmt).items()]
+        jobs = folder_jobs(files, dst, fmt)
     else:
         ext = fmt or dst.suffix.lower().lstrip(".").replace("jpeg", "jpg")
         if ext not in _FORMATS:
             raise InputError(f"{dst}: unsupported output extension; use .png, .jpg or .webp")
         jobs = [Job(files[0], dst, _FORMATS[ext])]
-    inputs = {f.resolve() for f in files}
-    return [Job(j.src, j.dst, j.fmt, f"{j.dst}: is an input file; refusing to overwrite it (choose another -o)")
-            if j.dst.resolve() in inputs else j for j in jobs]
+    return refuse_inputs(jobs, files)
 
 
 # -- running ---------------------------------------------------------------------------------
@@ -246,29 +290,40 @@ def _run_one(job: Job, up, force: bool) -> str:  # type: ignore[no-untyped-def]
     return "written"
 
 
+def attempt(job: Job, up, force: bool, run=None) -> tuple[str, str | None, str | None]:  # type: ignore[no-untyped-def]
+    """Run one job without raising for a per-file error: (``"written"``, ``"skipped"`` or ``"failed"``,
+    the failure's message, a reason to stop the batch). Used by this loop and by the Ray workers.
+    ``run(job, up, force)`` does the work (default: an image) and raises BsrnEdgeError / OSError."""
+    try:
+        return (run or _run_one)(job, up, force), None, None
+    except BsrnEdgeError as exc:
+        return "failed", str(exc), None
+    except OSError as exc:
+        msg, stop = _write_failure(exc, job.dst)
+        return "failed", msg, stop
+
+
+def count_outcome(tally: Tally, src: Path | str, outcome: str, msg: str | None, stop: str | None, say) -> bool:  # type: ignore[no-untyped-def]
+    """Count one :func:`attempt` result into ``tally`` and report a failure; True when the batch must stop."""
+    if outcome == "failed":
+        tally.failed += 1
+        say(f"failed {src}: {msg}")
+        tally.stopped = tally.stopped or stop
+        return stop is not None
+    if outcome == "skipped":
+        tally.skipped += 1
+    else:
+        tally.written += 1
+    return False
+
+
 def run_jobs(jobs: list[Job], up, force: bool, say, tally: Tally) -> None:  # type: ignore[no-untyped-def]
     """Run the planned jobs in order, counting into ``tally`` as they end (so an interrupt keeps the counts);
     per-file errors are reported and counted, a stop reason ends the batch."""
     tqdm = require("tqdm").tqdm
     for job in tqdm(jobs, desc="upscaling", unit="img", file=sys.stderr, disable=len(jobs) < 2):
-        try:
-            outcome = _run_one(job, up, force)
-        except BsrnEdgeError as exc:
-            tally.failed += 1
-            say(f"failed {job.src}: {exc}")
-            continue
-        except OSError as exc:
-            tally.failed += 1
-            msg, stop = _write_failure(exc, job.dst)
-            say(f"failed {job.src}: {msg}")
-            if stop:
-                tally.stopped = stop
-                break
-            continue
-        if outcome == "skipped":
-            tally.skipped += 1
-        else:
-            tally.written += 1
+        if count_outcome(tally, job.src, *attempt(job, up, force), say):
+            break
 
 
 @contextlib.contextmanager
@@ -288,7 +343,7 @@ def _terminate_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _open(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def open_upscaler(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     """Open the model and check the tile against its size limits (an InputError is a usage error)."""
     from . import Upscaler
 
@@ -304,12 +359,62 @@ def _open(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     return up
 
 
+def _run_video(args: argparse.Namespace) -> int:
+    """One video file through :func:`~bsrn_edge.runtime.video.upscale_video`, with a progress bar."""
+    from .video import encoder_settings, output_for, probe_video, upscale_video
+
+    tqdm = require("tqdm").tqdm
+    options = VideoOptions(args.codec, args.crf, args.pix_fmt, args.frames or (0, None), args.preview)
+    try:  # the command line, the input and the encoder settings, before any file is touched
+        dst = output_for(args.input, args.output)
+        info = probe_video(args.input)
+        codec, pix_fmt, _ = encoder_settings(options, dst, info.audio)
+        up = open_upscaler(args)
+    except (BsrnEdgeError, ValueError) as exc:
+        print(f"bsrn-upscale: error: {exc}", file=sys.stderr)
+        return 3 if isinstance(exc, MissingDependencyError) else EXIT_USAGE
+    if dst.exists() and not args.force:
+        print(f"bsrn-upscale: {dst}: exists, skipped as done (--force redoes it)", file=sys.stderr)
+        return EXIT_OK
+    print(f"bsrn-upscale: {up.meta.variant} ×{up.scale} on {up.backend_name}; {info.width}×{info.height} → "
+          f"{info.width * up.scale}×{info.height * up.scale}, {codec} {pix_fmt}", file=sys.stderr)
+    remove_partials([dst])
+    bar = tqdm(total=info.frames_to_run(options), unit="frame", desc=dst.name, file=sys.stderr)
+    say = lambda m: tqdm.write(f"bsrn-upscale: {m}", file=sys.stderr)  # noqa: E731
+    try:
+        with _terminate_as_interrupt(), bar:
+            report = upscale_video(args.input, dst, up, options, on_frame=bar.update, on_damage=say)
+    except KeyboardInterrupt:
+        print(f"bsrn-upscale: interrupted; nothing was written to {dst}", file=sys.stderr)
+        return 130
+    except (BsrnEdgeError, OSError) as exc:
+        msg = _write_failure(exc, dst)[0] if isinstance(exc, OSError) else str(exc)
+        print(f"bsrn-upscale: failed {args.input}: {msg}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        remove_partials([dst])
+    damaged = f"; {len(report.damaged)} damaged part(s) skipped, listed above" if report.damaged else ""
+    print(f"bsrn-upscale: wrote {dst} ({report.frames} frames, {report.audio_packets} audio packets copied{damaged})",
+          file=sys.stderr)
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.ray is not None or args.actors or args.cpus_per_actor:
+        from bsrn_edge.distributed.command import run_command
+
+        return run_command(args)
+    if looks_like_video(args.input):
+        return _run_video(args)
+    if any(v is not None for v in (args.codec, args.crf, args.pix_fmt, args.frames, args.preview)):
+        print(f"bsrn-upscale: error: --codec, --crf, --pix-fmt, --frames and --preview apply to videos; "
+              f"{args.input} is not one", file=sys.stderr)
+        return EXIT_USAGE
     tqdm = require("tqdm").tqdm
     try:  # everything that can be wrong with the command line, before any file is touched
         jobs = plan_jobs(args.input, args.output, args.format)
-        up = _open(args)
+        up = open_upscaler(args)
     except (BsrnEdgeError, ValueError) as exc:
         print(f"bsrn-upscale: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

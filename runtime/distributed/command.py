@@ -1,0 +1,113 @@
+"""``bsrn-upscale --ray [ADDRESS]``: plan on the driver, upscale on a Ray cluster, keep a manifest.
+
+Exit codes as ``bsrn-upscale``: 0 when every input is done or skipped, 1 when some input failed (each
+one is in the manifest with its reason, and the others still finish) or the cluster failed, 2 for a
+usage error found before anything is written, 3 without Ray installed, 130 when interrupted. Re-running the same command sends
+only what is not done yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from bsrn_edge._lazy import require
+from bsrn_edge.errors import BsrnEdgeError, MissingDependencyError
+from bsrn_edge.imageio import remove_partials
+from bsrn_edge.runtime.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Job, Tally, count_outcome
+from bsrn_edge.runtime.cli import open_upscaler as open_checked  # the single-machine model and --tile checks
+from bsrn_edge.runtime.video import VideoOptions
+
+from .manifest import MANIFEST_NAME, Entry, ManifestLog, read_manifest, resume, write_manifest
+from .plan import actor_shape, discover_inputs, plan_outputs
+from .ray_job import WorkerOptions, cluster_resources, connect, run_on_ray
+
+__all__ = ["run_command"]
+
+_OUTCOME = {"done": "written", "skipped": "skipped", "failed": "failed"}  # manifest status → attempt() outcome
+
+
+def _say(message: str) -> None:
+    require("tqdm").tqdm.write(f"bsrn-upscale: {message}", file=sys.stderr)
+
+
+def _worker_options(args: argparse.Namespace) -> WorkerOptions:
+    """The actors' options, with the model checked here first where this machine can open it (a
+    TensorRT engine or ``--device cuda`` may need the workers' GPUs; their errors come from Ray)."""
+    model = Path(args.model)
+    name = str(model.absolute()) if model.exists() else args.model  # workers do not share our folder
+    if args.backend != "tensorrt" and args.device != "cuda":
+        open_checked(argparse.Namespace(**{**vars(args), "model": name}))
+    video = VideoOptions(args.codec, args.crf, args.pix_fmt, args.frames or (0, None), args.preview)
+    return WorkerOptions(name, args.backend, args.device, args.precision, args.tile, args.overlap, args.batch,
+                         args.force, video=video)
+
+
+def _on_cluster(todo: list[Job], args: argparse.Namespace, options: WorkerOptions, tally: Tally,
+                entries: dict[str, Entry], manifest: Path) -> None:
+    """Send ``todo`` to the cluster, recording each result in ``entries``, the manifest log and ``tally``."""
+    tqdm = require("tqdm").tqdm
+    started = connect(args.ray)
+    try:
+        require("ray.data").DataContext.get_current().enable_progress_bars = False  # ours below
+        shape = actor_shape(cluster_resources(), args.device, args.actors, args.cpus_per_actor)
+        per = f"{shape.cpus:g} CPU" + (f", {shape.gpus:g} GPU" if shape.gpus else "")
+        _say(f"{len(todo)} to upscale on Ray with {shape.actors} actor(s) of {per}")
+        log = ManifestLog(manifest)
+        with tqdm(total=len(todo), desc="upscaling", unit="img", file=sys.stderr, disable=len(todo) < 2) as bar:
+            try:
+                for entry, stop in run_on_ray(todo, replace(options, threads=shape.threads), shape):
+                    log.add(entry)
+                    entries[entry.input] = entry
+                    bar.update()
+                    if count_outcome(tally, entry.input, _OUTCOME[entry.status], entry.reason, stop, _say):
+                        break
+            finally:
+                log.close()
+    finally:
+        if started:
+            require("ray").shutdown()
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run ``bsrn-upscale`` with ``--ray`` (``args`` from :func:`bsrn_edge.runtime.cli.build_parser`)."""
+    if args.ray is None:
+        print("bsrn-upscale: error: --actors and --cpus-per-actor need --ray", file=sys.stderr)
+        return EXIT_USAGE
+    try:  # everything that can be wrong with the command line, before any file is touched
+        ray_error = require("ray").exceptions.RayError
+        jobs = plan_outputs(discover_inputs(args.input, exclude=args.output), args.output, args.format)
+        options = _worker_options(args)
+        manifest = Path(os.path.abspath(args.output)) / MANIFEST_NAME
+        previous = read_manifest(manifest)
+    except (BsrnEdgeError, ValueError) as exc:
+        print(f"bsrn-upscale: error: {exc}", file=sys.stderr)
+        return 3 if isinstance(exc, MissingDependencyError) else EXIT_USAGE
+    todo, settled = resume(jobs, previous, args.force)
+    entries = {e.input: e for e in settled}
+    tally = Tally(len(jobs), skipped=len(settled))
+    outputs = [j.dst for j in jobs]
+    remove_partials(outputs)  # left by a killed run
+    code = EXIT_OK
+    try:
+        if todo:
+            _on_cluster(todo, args, options, tally, entries, manifest)
+    except KeyboardInterrupt:
+        tally.stopped, code = "interrupted; run the same command again to resume", 130
+    except BsrnEdgeError as exc:  # found once connected: --device cuda on a cluster without GPUs
+        print(f"bsrn-upscale: error: {exc}", file=sys.stderr)
+        code = EXIT_USAGE
+    except ray_error as exc:  # the cluster itself failed: what finished is in the manifest
+        tally.stopped, code = f"the Ray job failed ({type(exc).__name__}: {exc})", EXIT_FAILED
+    finally:
+        remove_partials(outputs)
+        keep = [e for j in jobs if (e := entries.get(str(j.src)) or previous.get(str(j.src)))]  # not attempted: as before
+        if keep or manifest.exists():
+            write_manifest(manifest, keep)
+    print(f"bsrn-upscale: {tally.summary()}; manifest: {manifest}", file=sys.stderr)
+    if code != EXIT_OK:
+        return code
+    return EXIT_FAILED if tally.failed or tally.stopped else EXIT_OK

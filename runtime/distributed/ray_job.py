@@ -1,0 +1,139 @@
+"""The Ray Data side of a distributed run: a Dataset of jobs, a pool of actors each holding one ``Upscaler``.
+
+The Dataset holds paths only (one row, and one block, per input: an image, or a whole video file run
+through :func:`bsrn_edge.runtime.video.upscale_video`, audio remuxed); each actor decodes images with
+``bsrn-upscale``'s own reader (:func:`bsrn_edge.runtime.cli.read_image`) and writes with its atomic
+writer, through :func:`bsrn_edge.runtime.cli.attempt`, so outputs are the single-machine ones bit for
+bit. ``ray.data.read_images`` is not used: checked on Ray 2.60, it ignores EXIF orientation (a rotated
+JPEG comes out unrotated), drops the ICC profile (there is no column for it) and reads 16-bit colour
+PNGs as 8-bit; only alpha survives (RGBA stays 4 channels).
+
+The model reaches the workers as a path on shared storage, not through the object store: the inputs
+and the output folder must be on storage every node reaches anyway, and a path keeps what sits beside
+an ONNX file (its ``.fp16`` / ``.u8`` siblings, the FP32 fallback) and lets bundled names resolve from
+each node's own installation. Each actor opens the model once, in its constructor.
+
+An actor that dies is restarted by Ray and its unfinished items retried: Ray Data's actor pools default
+to unlimited ``max_restarts`` and ``max_task_retries`` (tests/test_distributed.py kills an actor to
+check it, since passing them explicitly is deprecated in Ray 2.60); a write cut short leaves only a hidden ``.part`` file, never a partial
+file under a final name, and the driver removes those at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from bsrn_edge._lazy import require
+from bsrn_edge.errors import InputError
+from bsrn_edge.runtime.cli import Job, attempt
+from bsrn_edge.runtime.video import VideoOptions
+
+from .manifest import Entry
+from .plan import VIDEO, ActorShape
+
+__all__ = ["WorkerOptions", "UpscaleActor", "connect", "run_on_ray"]
+
+_STATUS = {"written": "done", "skipped": "skipped", "failed": "failed"}
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """What each actor needs to open its ``Upscaler`` (the arguments of ``bsrn-upscale``)."""
+
+    model: str
+    backend: str = "auto"
+    device: str = "auto"
+    precision: str = "auto"
+    tile: int | str | None = "auto"
+    overlap: int | None = None
+    batch: int = 1
+    force: bool = False
+    threads: int | None = None
+    video: VideoOptions = VideoOptions()
+
+
+class UpscaleActor:
+    """A ``map_batches`` callable: one ``Upscaler`` opened per actor, one result row per job.
+
+    A per-file failure is a row with status ``failed`` and its reason, never an exception, so one bad
+    image does not stop the others; ``stop`` carries a reason to end the run (a full disk). A video
+    job runs the whole file in this actor, as single-machine ``bsrn-upscale`` does.
+    """
+
+    def __init__(self, options: WorkerOptions):
+        from bsrn_edge.runtime import Upscaler
+
+        o = options
+        self.up = Upscaler(o.model, o.backend, tile=o.tile, overlap=o.overlap, batch=o.batch, device=o.device,  # type: ignore[arg-type]
+                           precision=o.precision, threads=o.threads)
+        self.force = o.force
+        self.video = o.video
+        self.worker = f"{socket.gethostname()}:{os.getpid()}"
+
+    def _run_video(self, job: Job, up: Any, force: bool) -> str:
+        """One video file through ``upscale_video`` (atomic too); "skipped" when its output exists."""
+        from bsrn_edge.runtime.video import upscale_video
+
+        if job.refusal:
+            raise InputError(job.refusal)
+        if job.dst.exists() and not force:
+            return "skipped"
+        upscale_video(job.src, job.dst, up, self.video)
+        return "written"
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[str]]:
+        rows: dict[str, list[str]] = {k: [] for k in ("input", "output", "status", "reason", "stop", "worker")}
+        for src, dst, fmt, refusal in zip(batch["src"], batch["dst"], batch["fmt"], batch["refusal"]):
+            job = Job(Path(str(src)), Path(str(dst)), str(fmt), str(refusal) or None)
+            outcome, msg, stop = attempt(job, self.up, self.force, self._run_video if job.fmt == VIDEO else None)
+            for key, value in (("input", src), ("output", dst), ("status", _STATUS[outcome]), ("reason", msg),
+                               ("stop", stop), ("worker", self.worker)):
+                rows[key].append(str(value or ""))
+        return rows
+
+
+def connect(address: str | None) -> bool:
+    """Join the Ray cluster at ``address`` (None or "": ``$RAY_ADDRESS``, else a new local Ray).
+
+    Returns True when this call started the connection (the caller shuts it down), False when Ray was
+    already initialised in this process (then it is left as it is).
+    """
+    ray = require("ray")
+    if ray.is_initialized():
+        return False
+    ray.init(address=address or None, log_to_driver=True)
+    return True
+
+
+def cluster_resources() -> dict[str, float]:
+    """The connected cluster's total resources (``CPU``, ``GPU``, ...)."""
+    return dict(require("ray").cluster_resources())
+
+
+def run_on_ray(jobs: Sequence[Job], options: WorkerOptions, shape: ActorShape) -> Iterator[tuple[Entry, str | None]]:
+    """Upscale ``jobs`` on the connected cluster; yields (manifest entry, reason to stop or None) per job
+    as each finishes, in no particular order (videos, the long ones, are queued first). Stop iterating
+    to cancel the rest."""
+    if not jobs:
+        return
+    ray = require("ray")
+    require("ray.data")
+    items = [{"src": str(j.src), "dst": str(j.dst), "fmt": j.fmt, "refusal": j.refusal or ""}
+             for j in sorted(jobs, key=lambda j: j.fmt != VIDEO)]
+    ds = ray.data.from_items(items, override_num_blocks=len(items))
+    pool = ray.data.ActorPoolStrategy(size=min(shape.actors, len(items)))
+    ds = ds.map_batches(UpscaleActor, fn_constructor_kwargs={"options": options}, batch_size=1, batch_format="numpy",
+                        compute=pool, num_cpus=shape.cpus, num_gpus=shape.gpus or None)
+    for row in ds.iter_rows():
+        yield _entry(row), (str(row["stop"]) or None)
+
+
+def _entry(row: dict[str, Any]) -> Entry:
+    return Entry(str(row["input"]), str(row["output"]), str(row["status"]),  # type: ignore[arg-type]
+                 str(row["reason"]) or None, str(row["worker"]) or None)
