@@ -68,3 +68,19 @@ def bsrn_s_u8_export(tmp_path_factory):
     out = tmp_path_factory.mktemp("bsrn_s_u8_export")
     opts = ExportOptions(fp16=True, uint8_io=True, profile=EngineProfile(32, 64, 96), engine="skip")
     return export_checkpoint("bsrn-s-x4", out, opts, report=lambda m: None)
+
+
+@pytest.fixture(scope="session")
+def nan_checkpoint(tmp_path_factory):
+    """The bundled BSRN-S checkpoint with one NaN weight: every output of the network is NaN."""
+    torch = pytest.importorskip("torch")
+    from bsrn_edge.checkpoint import read_state_dict
+    from bsrn_edge.variants import bundled_checkpoint
+
+    sd = read_state_dict(bundled_checkpoint("bsrn-s-x4"))
+    key = next(k for k in sd if k.endswith("weight") and sd[k].ndim == 4)
+    sd[key] = sd[key].clone()
+    sd[key].view(-1)[0] = float("nan")
+    path = tmp_path_factory.mktemp("nan") / "nan.pth"
+    torch.save({"params": sd}, path)
+    return path

@@ -319,18 +319,9 @@ def test_tile_below_the_model_minimum_is_a_usage_error(tmp_path, onnx_path, lr_i
     assert not (tmp_path / "out").exists()
 
 
-def test_a_nan_model_writes_nothing_and_exits_1(tmp_path, lr_images, capsys):
+def test_a_nan_model_writes_nothing_and_exits_1(tmp_path, lr_images, capsys, nan_checkpoint):
     """A checkpoint with a NaN weight: no black image, an error naming the model and the input size."""
-    torch = pytest.importorskip("torch")
-    from bsrn_edge.checkpoint import read_state_dict
-    from bsrn_edge.variants import bundled_checkpoint
-
-    sd = read_state_dict(bundled_checkpoint("bsrn-s-x4"))
-    key = next(k for k in sd if k.endswith("weight") and sd[k].ndim == 4)
-    sd[key] = sd[key].clone()
-    sd[key].view(-1)[0] = float("nan")
-    ckpt = tmp_path / "nan.pth"
-    torch.save({"params": sd}, ckpt)
+    ckpt = nan_checkpoint
     src = _save(lr_images[1][:20, :24], tmp_path / "in" / "a.png")
     rc = _upscale("-i", str(src), "-o", str(tmp_path / "out"), "--model", str(ckpt), "--device", "cpu")
     err = capsys.readouterr().err
