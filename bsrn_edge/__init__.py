@@ -13,7 +13,7 @@ from .variants import VARIANTS, Variant, get_variant
 if TYPE_CHECKING:  # pragma: no cover
     from .checkpoint import LoadedModel
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = [
     "__version__",
