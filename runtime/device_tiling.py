@@ -49,13 +49,26 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
 
 class DeviceTiler:
-    """Runs a :class:`TilePlan` over one image plane with a backend that has ``forward_tensor``."""
+    """Runs a :class:`TilePlan` over one image plane on the device, blending with PyTorch.
+
+    With the PyTorch backend the network runs on float tiles (``forward_tensor``). With any other
+    :class:`~bsrn_edge.runtime.backends.base.DeviceBackend` (ONNX Runtime CUDA, TensorRT with a uint8-I/O
+    model) tiles go through ``run_device`` as uint8 and come back as uint8, converted to float on the
+    device for blending (PyTorch must be installed for the blending; without it the host stitcher runs).
+    """
 
     def __init__(self, backend: Any, check: Callable[[Any, tuple[int, ...]], None] | None = None):
+        from bsrn_edge._lazy import require
+
         self.backend = backend
-        self.torch = backend.torch
-        self.dev = backend.dev
-        self.ops = TorchOps(self.torch, self.dev)
+        self.torch = torch = require("torch")
+        self.tensor_net = hasattr(backend, "forward_tensor")
+        if self.tensor_net:
+            self.dev = backend.dev
+        else:
+            dev = backend.device
+            self.dev = torch.device("cuda", dev.index) if dev.kind == "cuda" else torch.device("cpu")
+        self.ops = TorchOps(torch, self.dev)
         self.check = check  # called with each float output batch and its input shape (non-finite guard)
 
     def _reader(self, img: Any, plane: str, peak: float, is_float: bool) -> Callable[[int, int, int, int], Any]:
@@ -72,6 +85,34 @@ class DeviceTiler:
             return f.expand(-1, -1, 3).permute(2, 0, 1) if f.shape[2] == 1 else f.permute(2, 0, 1)
 
         return read
+
+    def _tensor_infer(self, x: Any) -> Any:
+        torch, backend = self.torch, self.backend
+        with backend._lock, backend.device_stream(None), torch.inference_mode():
+            y = backend.forward_tensor(x).float().clone()
+        if self.check is not None:
+            self.check(y, tuple(x.shape))
+        return y
+
+    def _pixel_infer(self, x: Any) -> Any:
+        """Float N×3×h×w tiles → uint8 through ``run_device`` → float N×3×sh×sw, all on the device."""
+        torch, backend = self.torch, self.backend
+        from bsrn_edge.errors import NonFiniteOutputError
+
+        n, _, h, w = x.shape
+        s = backend.meta.scale
+        u8 = x.mul(255.0).round_().clamp_(0.0, 255.0).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+        out = torch.empty((n, h * s, w * s, 3), dtype=torch.uint8, device=self.dev)
+        dev = backend.device
+        stream = dev.stream()
+        if self.dev.type == "cuda":
+            torch.cuda.current_stream(self.dev).synchronize()  # the tiles are cut on PyTorch's stream
+        finite = backend.run_device(u8, out, stream)
+        dev.wait(dev.record(stream))
+        if finite is not None and not bool(finite):
+            raise NonFiniteOutputError(f"{backend.name}: the network produced NaN or infinite values for tiles "
+                                       f"{'×'.join(map(str, (n, h, w)))}")
+        return out.permute(0, 3, 1, 2).to(torch.float32).div_(255.0)
 
     def _writer(self, out: np.ndarray, plane: str, crop: tuple[int, int]) -> Callable[[int, int, Any], None]:
         torch = self.torch
@@ -100,13 +141,5 @@ class DeviceTiler:
         src = np.require(a if a.dtype != np.uint16 else a.astype(np.int32), requirements=["C", "W"])  # no uint16 in torch
         img = torch.from_numpy(src).to(self.dev)
         read = self._reader(img, plane, float(DTYPES[a.dtype]), a.dtype == np.float32)
-        backend = self.backend
-
-        def infer(x: Any) -> Any:
-            with backend._lock, backend.device_stream(None), torch.inference_mode():
-                y = backend.forward_tensor(x).float().clone()
-            if self.check is not None:
-                self.check(y, tuple(x.shape))
-            return y
-
+        infer = self._tensor_infer if self.tensor_net else self._pixel_infer
         banded_apply(infer, read, plan, self._writer(out, out_plane or plane, crop), batch=batch, ops=self.ops)

@@ -150,7 +150,7 @@ class Upscaler:
         self._frames = (FramePipeline(self.backend, slots, model=self.meta.variant, fallback=self._frame_fallback)
                         if self._device is not None else None)
         self._tiler = None
-        if self._device is not None and self._device.kind == "cuda" and hasattr(self.backend, "forward_tensor"):
+        if self._on_gpu and (hasattr(self.backend, "forward_tensor") or available("torch")):
             from .device_tiling import DeviceTiler
 
             self._tiler = DeviceTiler(self.backend, check=self._check_tensor)
@@ -304,7 +304,7 @@ class Upscaler:
             smaller = self.sizes.snap_tile(max(self.backend.tile_limits[0], (tile or max(ph, pw)) // 2))
             log.warning("%s: out of GPU memory with %s; retrying once with %d-pixel tiles",
                         self.meta.variant, f"{tile}-pixel tiles" if tile else "the whole image", smaller)
-            self.backend.torch.cuda.empty_cache()
+            self._tiler.torch.cuda.empty_cache()
             self._tiler.run(src, plane_src, out, self._plan(ph, pw, smaller), crop, self.batch, plane)
 
     # -- camera frames -------------------------------------------------------------------------

@@ -156,7 +156,7 @@ def test_uint8_graph_flags_non_finite_output(bsrn_s_export, tmp_path, lr_images)
         Upscaler(u8, tile=21).upscale(frame)  # the tiled host path reads the flag too
 
 
-def test_out_of_memory_retries_once_with_a_smaller_tile(torch_cpu, lr_images, caplog):
+def test_out_of_memory_retries_once_with_a_smaller_tile(torch_cpu, lr_images, caplog, monkeypatch):
     from bsrn_edge.runtime.device_tiling import DeviceTiler
 
     up = Upscaler(torch_cpu, tile=63)
@@ -170,7 +170,7 @@ def test_out_of_memory_retries_once_with_a_smaller_tile(torch_cpu, lr_images, ca
             super().run(a, plane, out, plan, crop, batch, out_plane)
 
     up._tiler = FlakyTiler(torch_cpu)
-    up.backend.torch.cuda.empty_cache = lambda: None  # nothing to free on the CPU
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)  # nothing to free on the CPU
     img = lr_images[0][:80, :80]
     with caplog.at_level(logging.WARNING):
         out = up.upscale(img)
@@ -300,3 +300,24 @@ def test_ort_gpu_providers_get_a_stream_and_a_persistent_tensorrt_cache(tmp_path
     assert trt["user_compute_stream"] == cuda["user_compute_stream"] == "1234"
     assert cpu == {}
     assert "user_compute_stream" not in provider_options(providers, tmp_path / "m.onnx")[1]  # no stream: ORT's own
+
+
+def test_device_tiler_with_a_uint8_model(bsrn_s_u8_export, lr_images):
+    """ONNX Runtime / TensorRT tiles go through run_device as uint8 and are blended on the device; on the CPU
+    (torch CPU tensors, ORT IOBinding) the result matches the host stitcher over the same uint8 model."""
+    from bsrn_edge.pixels import row_writer, window_reader
+    from bsrn_edge.runtime.backends.onnxruntime import OnnxRuntimeBackend
+    from bsrn_edge.runtime.bands import banded_apply
+    from bsrn_edge.runtime.device_tiling import DeviceTiler
+    from bsrn_edge.runtime.tiling import plan_tiles
+
+    be = OnnxRuntimeBackend(bsrn_s_u8_export.files["u8_onnx"])
+    img = lr_images[0][:100, :90]
+    plan = plan_tiles(100, 90, scale=4, tile=45, overlap=12, min_size=15)
+    on_device = np.empty((400, 360, 3), np.uint8)
+    DeviceTiler(be).run(img, "rgb", on_device, plan, (400, 360), batch=2)
+    up = Upscaler(be, tile=45, overlap=12, batch=2)  # the host path of the same model
+    on_host = np.empty_like(on_device)
+    banded_apply(up._float_infer, window_reader(img, "rgb"), plan, row_writer(on_host, "rgb", (400, 360)), batch=2)
+    worst, share = _grey_levels(on_device, on_host)
+    assert worst <= 1 and share <= 0.001
