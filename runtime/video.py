@@ -50,7 +50,12 @@ _STILL_FORMATS = ("image2", "gif", "apng", "tty", "webp")
 _UNLISTED = ("mpegts",)
 # constant-quality defaults that keep the upscale's detail (x264 16: ≥ 40 dB per frame on a fast pan; x265 and
 # VP9 use other scales); codecs missing here have no CRF
-_CRF = {"libx264": 16, "libx264rgb": 16, "libx265": 19, "libvpx-vp9": 24, "libaom-av1": 24, "libsvtav1": 24}
+_CRF = {"libx264": 12, "libx264rgb": 12, "libx265": 19, "libvpx-vp9": 24, "libaom-av1": 24, "libsvtav1": 24}
+# x264's speed/size trade-off. veryfast at CRF 12 measured 43.6 dB on real 1280×720 frames against 42.3 dB for
+# x264's default (medium, CRF 16), at about a third of medium's CPU time, for files about 40% larger: on a CPU
+# the encoder shares the cores with the network, so the cheaper preset is what keeps a clip at network speed.
+_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")
+_PRESET = {"libx264": "veryfast", "libx264rgb": "veryfast"}
 # encoder options beside the CRF: VP9 needs a zero bit rate for constant quality; x264 looks ahead 20
 # frames, not 40 (each is a whole upscaled frame in memory: 25 MB at 3840×2160 in 4:4:4); x265 stays quiet
 _OPTIONS = {"libvpx-vp9": {"b": "0"}, "libx264": {"rc-lookahead": "20"}, "libx265": {"x265-params": "log-level=error"}}
@@ -80,7 +85,8 @@ class VideoOptions:
     """How to encode and which part of the clip to run.
 
     ``codec``: an FFmpeg encoder name (None: :func:`default_codec`). ``crf``: constant-quality level
-    (None: the codec's default in ``_CRF``). ``pix_fmt``: None picks ``yuv444p`` where the encoder
+    (None: the codec's default in ``_CRF``). ``preset``: x264/x265 speed preset (None: ``_PRESET``'s,
+    veryfast for x264, the encoder's own otherwise). ``pix_fmt``: None picks ``yuv444p`` where the encoder
     takes it. ``frames``: (A, B) as from :func:`parse_frames`. ``preview``: run only this many
     seconds from frame A. ``queue``: frames each inter-thread queue holds.
     """
@@ -91,6 +97,7 @@ class VideoOptions:
     frames: tuple[int, int | None] = (0, None)
     preview: float | None = None
     queue: int = 8
+    preset: str | None = None
 
     @property
     def trimmed(self) -> bool:
@@ -447,6 +454,9 @@ def encoder_settings(options: VideoOptions, dst: str | Path, audio: tuple[str, .
     pix_fmt = options.pix_fmt or (DEFAULT_PIX_FMT if DEFAULT_PIX_FMT in formats or not formats else formats[0])
     if formats and pix_fmt not in formats:
         raise InputError(f"--pix-fmt {pix_fmt}: {name} does not take it; it takes {', '.join(formats)}")
+    if options.preset is not None and (options.preset not in _PRESETS or not name.startswith(("libx264", "libx265"))):
+        raise InputError(f"--preset {options.preset}: x264/x265 presets are {', '.join(_PRESETS)}, for libx264 and "
+                         f"libx265 only (encoder here: {name})")
     if options.crf is not None and name not in _CRF:
         raise InputError(f"--crf: {name} has no constant-quality (CRF) mode; leave --crf out "
                          f"(CRF encoders: {', '.join(sorted(_CRF))})")
@@ -483,7 +493,9 @@ def _add_streams(av: Any, out: Any, inp: Any, scale: int, options: VideoOptions,
     if not av.VideoFormat(pix_fmt).is_rgb:
         for key, value in colour.tags.items():
             setattr(cc, key, value)
-    cc.options = {**_OPTIONS.get(name, {}), **({"crf": str(crf)} if crf is not None else {})}
+    preset = options.preset or _PRESET.get(name)
+    cc.options = {**_OPTIONS.get(name, {}), **({"crf": str(crf)} if crf is not None else {}),
+                  **({"preset": preset} if preset else {})}
     amap = {}
     for a in inp.streams.audio:
         amap[a.index] = out.add_stream_from_template(a)

@@ -203,3 +203,18 @@ def test_ctrl_c_leaves_no_file_under_the_final_name(clip, onnx_path, tmp_path):
     assert proc.returncode == 130, err
     assert "interrupted" in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_presets_trade_file_size_for_cpu_and_a_wrong_one_touches_nothing(clip, onnx_path, tmp_path, capsys):
+    """--preset reaches x264 (a slower preset at the same CRF compresses better: a smaller file); an unknown
+    preset, or one for an encoder without presets, is an error before any file is written."""
+    sizes = {}
+    for preset in ("ultrafast", "medium"):
+        out = tmp_path / f"{preset}.mp4"
+        assert upscale("-i", clip, "-o", out, "--model", onnx_path, "--frames", "0:12", "--preset", preset) == 0
+        sizes[preset] = out.stat().st_size
+    assert sizes["medium"] < sizes["ultrafast"]
+    for bad in (["--preset", "warp"], ["--codec", "ffv1", "--preset", "fast"]):
+        dst = tmp_path / "bad.mkv"
+        assert upscale("-i", clip, "-o", dst, "--model", onnx_path, *bad) == 2
+        assert "--preset" in capsys.readouterr().err and not dst.exists()

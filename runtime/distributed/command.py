@@ -41,7 +41,8 @@ def _worker_options(args: argparse.Namespace) -> WorkerOptions:
     name = str(model.absolute()) if model.exists() else args.model  # workers do not share our folder
     if args.backend != "tensorrt" and args.device != "cuda":
         open_checked(argparse.Namespace(**{**vars(args), "model": name}))
-    video = VideoOptions(args.codec, args.crf, args.pix_fmt, args.frames or (0, None), args.preview)
+    video = VideoOptions(args.codec, args.crf, args.pix_fmt, args.frames or (0, None), args.preview,
+                         preset=args.preset)
     return WorkerOptions(name, args.backend, args.device, args.precision, args.tile, args.overlap, args.batch,
                          args.force, video=video)
 
