@@ -328,3 +328,19 @@ def test_a_nan_model_writes_nothing_and_exits_1(tmp_path, lr_images, capsys, nan
     assert rc == 1
     assert "bsrn-s-x4" in err and "20×24" in err and "NaN" in err
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+@pytest.mark.parametrize("fmt,magic", [("jpg", b"\xff\xd8\xff"), ("webp", b"RIFF")])
+def test_jpeg_and_webp_outputs(tmp_path, onnx_path, lr_images, fmt, magic):
+    """--format jpg / webp write real files of that format, 4× the input, close to the PNG output."""
+    from PIL import Image
+
+    src = _save(lr_images[1][:20, :24], tmp_path / "in" / "a.png")
+    assert _upscale("-i", str(src), "-o", str(tmp_path / "png"), "--model", str(onnx_path)) == 0
+    assert _upscale("-i", str(src), "-o", str(tmp_path / fmt), "--model", str(onnx_path), "--format", fmt) == 0
+    out = tmp_path / fmt / f"a.{fmt}"
+    assert out.read_bytes()[:4].startswith(magic)
+    with Image.open(out) as im, Image.open(tmp_path / "png" / "a.png") as ref:
+        got, want = np.asarray(im.convert("RGB")), np.asarray(ref.convert("RGB"))
+    assert got.shape == want.shape == (80, 96, 3)
+    assert np.abs(got.astype(int) - want.astype(int)).mean() < 4  # lossy, but the same image

@@ -321,3 +321,20 @@ def test_device_tiler_with_a_uint8_model(bsrn_s_u8_export, lr_images):
     banded_apply(up._float_infer, window_reader(img, "rgb"), plan, row_writer(on_host, "rgb", (400, 360)), batch=2)
     worst, share = _grey_levels(on_device, on_host)
     assert worst <= 1 and share <= 0.001
+
+
+def test_ort_provider_choice(monkeypatch):
+    """device='cpu' never asks for a GPU provider; 'cuda'/'auto' prefer TensorRT, then CUDA, keeping the CPU as
+    the fallback ONNX Runtime needs; a provider this build lacks is never requested."""
+    import onnxruntime as ort
+
+    from bsrn_edge.runtime.backends.onnxruntime import _providers
+
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert _providers("cpu") == ["CPUExecutionProvider"]
+    assert _providers("cuda") == _providers("auto") == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    monkeypatch.setattr(ort, "get_available_providers",
+                        lambda: ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert _providers("cuda:0") == ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    assert _providers("auto") == ["CPUExecutionProvider"]
