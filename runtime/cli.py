@@ -111,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     ray.add_argument("--actors", type=whole_number(1), help="model copies (default: one per GPU, else one per CPU)")
     ray.add_argument("--cpus-per-actor", type=whole_number(1),
                      help="CPUs (and ONNX Runtime threads) per CPU actor (default 1)")
+    ray.add_argument("--segment-seconds", type=whole_number(0), metavar="N",
+                     help="split a video of 1.5×N seconds or more into N-second segments, one task each, joined "
+                          "without re-encoding (audio copied once); default 60, 0 keeps every video whole")
     return ap
 
 
@@ -404,7 +407,7 @@ def _run_video(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.ray is not None or args.actors or args.cpus_per_actor:
+    if args.ray is not None or args.actors or args.cpus_per_actor or args.segment_seconds is not None:
         from bsrn_edge.distributed.command import run_command
 
         return run_command(args)

@@ -19,11 +19,12 @@ the upscale just created. Choose ``yuv420p`` for players that cannot decode 4:4:
 from __future__ import annotations
 
 import bisect
+import heapq
 import logging
 import math
 import queue
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -36,7 +37,7 @@ from bsrn_edge.imageio import IMAGE_EXTENSIONS, atomic_path
 
 __all__ = ["VIDEO_EXTENSIONS", "DEFAULT_PIX_FMT", "VideoOptions", "VideoInfo", "VideoReport",
            "parse_frames", "probe_video", "looks_like_video", "output_for", "default_codec", "encoder_settings",
-           "upscale_video"]
+           "upscale_video", "Span", "segment_spans", "plan_segments", "segment_path", "upscale_segment", "join_segments"]
 
 log = logging.getLogger(__name__)
 
@@ -311,6 +312,16 @@ class _Decoder:
         self.done_audio: set[int] = set()
         self.sent: list[int] | None = []  # pts of video packets sent and not yet seen as frames (None: untracked)
         self.why = "the decoder dropped it"  # the decoder's last error, for the next frame found missing
+        self.passed = 0  # frames passed on
+
+    def _before(self, i: int, t: Fraction) -> bool:
+        """True for the frame ``i`` (at ``t`` seconds) that comes before the window."""
+        return i < self.options.frames[0]
+
+    def _past(self, i: int, t: Fraction) -> bool:
+        """True for the first frame after the window (``self.offset`` is the window's start by then)."""
+        b = self.options.frames[1]
+        return (b is not None and i >= b) or (self.preview is not None and t - self.offset >= self.preview)
 
     def run(self) -> None:
         try:
@@ -345,6 +356,8 @@ class _Decoder:
                     return
             elif self.end is None:
                 self._frames(packet)
+            elif not self.audio:  # past the window, and no audio to wait for
+                return
 
     def _check_audio_done(self, packet: Any) -> None:
         if self.end is not None and packet.pts is not None and packet.pts * packet.time_base >= self.end:
@@ -372,7 +385,6 @@ class _Decoder:
             self._frame(frame)
 
     def _frame(self, frame: Any) -> None:
-        a, b = self.options.frames
         i, self.index = self.index, self.index + 1
         pts = frame.pts if frame.pts is not None else (self.last_pts or 0) + 1
         pts = pts if self.last_pts is None or pts > self.last_pts else self.last_pts + 1  # keep strictly increasing
@@ -380,19 +392,20 @@ class _Decoder:
         t = pts * self.video.time_base
         if self.end is not None:
             return
-        if i < a:  # before the window: audio that ends by now can go
+        if self._before(i, t):  # before the window: audio that ends by now can go
             self.held = [p for p in self.held if p.pts is not None and (p.pts + (p.duration or 0)) * p.time_base > t]
             return
         if self.offset is None:
             self.offset = t
-        if (b is not None and i >= b) or (self.preview is not None and t - self.offset >= self.preview):
+        if self._past(i, t):
             self.end = t
             for p in self.held:
                 self._check_audio_done(p)
             return
         rgb = frame.to_ndarray(format="rgb24", src_colorspace=self.colour.matrix, src_color_range=self.colour.range)
         shift = round(self.offset / self.video.time_base)
-        matrix = frame.side_data.get("DISPLAYMATRIX") if i == a else None
+        matrix = frame.side_data.get("DISPLAYMATRIX") if not self.passed else None
+        self.passed += 1
         # audio that starts before this frame goes with it; later packets wait (the window's end is not known yet)
         now = [p for p in self.held if p.pts is None or p.pts * p.time_base < t]
         self.held = [p for p in self.held if p.pts is not None and p.pts * p.time_base >= t]
@@ -434,6 +447,33 @@ class _Decoder:
     def _damaged(self, what: str) -> None:
         self.report.damaged.append(what)
         self.on_damage(f"{self.inp.name}: {what}")
+
+
+class _SegmentDecoder(_Decoder):
+    """The frames whose timestamps lie in ``span`` = [start, stop) seconds (stop None: to the end), with
+    the input's own timestamps and no audio. Demuxing starts at the last keyframe at or before start."""
+
+    def __init__(self, inp: Any, span: tuple[Fraction, Fraction | None], options: VideoOptions, out: queue.Queue,
+                 stop: threading.Event, report: VideoReport, on_damage: Callable[[str], None]):
+        super().__init__(inp, replace(options, frames=(0, None), preview=None), out, stop, report, on_damage)
+        self.span = span
+        self.audio = []
+
+    def _before(self, i: int, t: Fraction) -> bool:
+        return t < self.span[0]
+
+    def _past(self, i: int, t: Fraction) -> bool:
+        return self.span[1] is not None and t >= self.span[1]
+
+    def _demux(self) -> None:
+        if self.span[0] > 0:
+            self.inp.seek(math.floor(self.span[0] / self.video.time_base), stream=self.video, backward=True)
+        super()._demux()
+
+    def _lost(self, pts: int | None) -> None:
+        if self.sent:  # frames before the segment (leading frames of the keyframe sought) are not ours to report
+            self.sent = [p for p in self.sent if p * self.video.time_base >= self.span[0]]
+        super()._lost(pts)
 
 
 def encoder_settings(options: VideoOptions, dst: str | Path, audio: tuple[str, ...] = ()) -> tuple[str, str, int | None]:
@@ -479,10 +519,11 @@ def _check_container(av: Any, dst: Path, codecs: list[tuple[str, str]]) -> None:
 
 
 def _add_streams(av: Any, out: Any, inp: Any, scale: int, options: VideoOptions, dst: Path,
-                 colour: _Colour) -> tuple[Any, dict[int, Any], str, str]:
-    """Add the upscaled video stream and one remuxed stream per input audio stream to ``out``."""
+                 colour: _Colour, audio: bool = True) -> tuple[Any, dict[int, Any], str, str]:
+    """Add the upscaled video stream and (``audio``) one remuxed stream per input audio stream to ``out``."""
     vin = inp.streams.video[0]
-    name, pix_fmt, crf = encoder_settings(options, dst, tuple(a.codec_context.name for a in inp.streams.audio))
+    audio_in = list(inp.streams.audio) if audio else []
+    name, pix_fmt, crf = encoder_settings(options, dst, tuple(a.codec_context.name for a in audio_in))
     rate = vin.average_rate or vin.guessed_rate
     vout = out.add_stream(name, rate=rate) if rate else out.add_stream(name)
     cc = vout.codec_context
@@ -497,9 +538,9 @@ def _add_streams(av: Any, out: Any, inp: Any, scale: int, options: VideoOptions,
     cc.options = {**_OPTIONS.get(name, {}), **({"crf": str(crf)} if crf is not None else {}),
                   **({"preset": preset} if preset else {})}
     amap = {}
-    for a in inp.streams.audio:
+    for a in audio_in:
         amap[a.index] = out.add_stream_from_template(a)
-    others = len(inp.streams) - 1 - len(amap)
+    others = len(inp.streams) - 1 - len(inp.streams.audio)
     if others:
         log.warning("%s: %d stream(s) that are neither the video nor audio (subtitles, data) are not copied", inp.name, others)
     return vout, amap, name, pix_fmt
@@ -611,6 +652,12 @@ def upscale_video(src: str | Path, dst: str | Path, up: Any, options: VideoOptio
     and passed to ``on_damage`` as it is found (default: a logged warning). A file that is not a
     video raises :class:`InputError`.
     """
+    return _write(src, dst, up, options, on_frame, on_damage, None)
+
+
+def _write(src: str | Path, dst: str | Path, up: Any, options: VideoOptions, on_frame: Callable[[], None] | None,
+           on_damage: Callable[[str], None] | None, span: tuple[Fraction, Fraction | None] | None) -> VideoReport:
+    """:func:`upscale_video`, or with ``span`` :func:`upscale_segment`."""
     av = require("av")
     src, dst = Path(src), Path(dst)
     report = VideoReport()
@@ -618,8 +665,11 @@ def upscale_video(src: str | Path, dst: str | Path, up: Any, options: VideoOptio
     with _open_input(src) as inp, atomic_path(dst) as tmp:
         out = av.open(str(tmp), mode="w")
         try:
-            decoder = _Decoder(inp, options, queue.Queue(maxsize=options.queue), stop, report, on_damage or log.warning)
-            vout, amap, report.codec, report.pix_fmt = _add_streams(av, out, inp, up.scale, options, dst, decoder.colour)
+            q: queue.Queue = queue.Queue(maxsize=options.queue)
+            decoder = (_Decoder(inp, options, q, stop, report, on_damage or log.warning) if span is None else
+                       _SegmentDecoder(inp, span, options, q, stop, report, on_damage or log.warning))
+            vout, amap, report.codec, report.pix_fmt = _add_streams(av, out, inp, up.scale, options, dst, decoder.colour,
+                                                                    audio=span is None)
             encoder = _Encoder(out, vout, amap, report.pix_fmt, decoder.colour, decoder.video.time_base, stop,
                                report, on_frame, options.queue)
             _run_stages(up, decoder, encoder, stop)
@@ -634,3 +684,118 @@ def upscale_video(src: str | Path, dst: str | Path, up: Any, options: VideoOptio
             raise
         out.close()
     return report
+
+
+# -- one long video in segments ------------------------------------------------------------------
+Span = tuple[Fraction, Fraction | None]
+
+
+def segment_spans(start: Fraction, duration: Fraction | None, seconds: float) -> list[Span]:
+    """Split a video stream that starts at ``start`` and lasts ``duration`` seconds into spans of
+    ``seconds`` (each [from, to) in the input's own time; the last one runs to the end, whatever the
+    container claimed). The last span takes the remainder when it is under half a span, so every span
+    lasts ½ to 1½ ``seconds``. One span [start, None) when ``seconds`` is 0, the duration unknown or short."""
+    if seconds <= 0 or not duration or duration <= 0:
+        return [(start, None)]
+    step = Fraction(seconds).limit_denominator(1_000_000)
+    n = max(1, math.floor(duration / step + Fraction(1, 2)))
+    cuts = [start + k * step for k in range(n)]
+    return [(a, b) for a, b in zip(cuts, [*cuts[1:], None])]
+
+
+def plan_segments(src: str | Path, seconds: float) -> list[Span]:
+    """:func:`segment_spans` for ``src``'s first video stream (its start time and duration as the
+    container states them); :class:`InputError` when ``src`` is no video."""
+    path = Path(src)
+    with _open_input(path) as c:
+        v = c.streams.video[0]
+        tb = v.time_base or Fraction(1, 1_000_000)
+        start = v.start_time * tb if v.start_time is not None else Fraction(0)
+        if v.duration:
+            duration: Fraction | None = v.duration * tb
+        else:
+            duration = Fraction(c.duration, 1_000_000) - start if c.duration else None
+    return segment_spans(start, duration, seconds)
+
+
+def segment_path(dst: str | Path, index: int) -> Path:
+    """The hidden file that holds segment ``index`` of the output ``dst`` until the join: a temporary
+    name of :mod:`bsrn_edge.imageio` (``remove_partials([dst])`` removes it; it is never an input)."""
+    dst = Path(dst)
+    if not 0 <= index < 100_000:
+        raise ValueError(f"segment index {index} out of range 0…99999")
+    return dst.parent / f".{dst.name}.seg{index:05d}.part{dst.suffix}"
+
+
+def upscale_segment(src: str | Path, dst: str | Path, up: Any, span: Span, options: VideoOptions = VideoOptions(),
+                    on_frame: Callable[[], None] | None = None,
+                    on_damage: Callable[[str], None] | None = None) -> VideoReport:
+    """Upscale the frames of ``src`` whose timestamps lie in ``span`` into ``dst``, video only, each frame
+    with its timestamp in ``src`` (not shifted to 0). A new encoder starts the file, so it begins with a
+    keyframe; ``--frames`` and ``--preview`` in ``options`` are ignored. Written atomically, as
+    :func:`upscale_video`; an empty span gives a file with no frames. :func:`join_segments` joins them."""
+    return _write(src, dst, up, options, on_frame, on_damage, span)
+
+
+def join_segments(src: str | Path, parts: list[Path], dst: str | Path) -> VideoReport:
+    """Join the segment files ``parts`` (from :func:`upscale_segment`, in time order) into ``dst``: their
+    video packets copied in order with their own timestamps, and every audio packet of ``src`` copied
+    once, straight from ``src``. Nothing is decoded or encoded. ``dst`` appears atomically; the parts
+    are left for the caller to remove. Parts encoded with different settings are an :class:`InputError`."""
+    av = require("av")
+    src, dst = Path(src), Path(dst)
+    if not parts:
+        raise ValueError("join_segments: no parts")
+    report = VideoReport()
+    with _open_input(src) as inp, atomic_path(dst) as tmp:
+        out = av.open(str(tmp), mode="w")
+        try:
+            with av.open(str(parts[0])) as first:
+                vt = first.streams.video[0]
+                vout = out.add_stream_from_template(vt, opaque=True)
+                vout.time_base = vt.time_base
+                extradata = vt.codec_context.extradata
+                report.codec, report.pix_fmt = vt.codec_context.name, vt.codec_context.pix_fmt or ""
+            amap = {a.index: out.add_stream_from_template(a) for a in inp.streams.audio}
+            video = _part_packets(av, parts, extradata)
+            audio = (p for p in inp.demux(*inp.streams.audio) if p.size) if amap else iter(())
+            for packet in heapq.merge(video, audio, key=_decode_time):
+                if packet.stream.type == "audio":
+                    packet.stream = amap[packet.stream.index]
+                    report.audio_packets += 1
+                else:
+                    packet.stream = vout
+                    report.frames += 1
+                out.mux(packet)
+        except BaseException:
+            try:
+                out.close()
+            except Exception:  # noqa: BLE001 - the first error is the one to report; the file is removed
+                pass
+            raise
+        out.close()
+    return report
+
+
+def _decode_time(packet: Any) -> Fraction:
+    ts = packet.dts if packet.dts is not None else packet.pts
+    return ts * packet.time_base if ts is not None and packet.time_base else Fraction(0)
+
+
+def _part_packets(av: Any, parts: list[Path], extradata: bytes | None) -> Iterator[Any]:
+    """The video packets of each part in turn (a part is opened only while it is read)."""
+    for part in parts:
+        try:
+            c = av.open(str(part))
+        except (_av_error(av), OSError) as exc:
+            raise InputError(f"{part}: segment not readable ({exc}); run the command again to redo it") from exc
+        with c:
+            if not c.streams.video:
+                raise InputError(f"{part}: segment has no video stream; run the command again to redo it")
+            v = c.streams.video[0]
+            if v.codec_context.extradata != extradata:
+                raise InputError(f"{part}: segment encoded with other settings than {parts[0].name}; the parts "
+                                 "cannot be joined without re-encoding (run the command again to redo them)")
+            for packet in c.demux(v):
+                if packet.size:
+                    yield packet

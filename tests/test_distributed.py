@@ -315,3 +315,45 @@ def test_killed_actor_has_its_items_retried(collection, reference, bsrn_s_export
     del written["bsrn-manifest.jsonl"]
     assert written == reference  # complete files only, bit-identical
     assert not [p for p in out.rglob("*") if ".part" in p.name]
+
+
+@needs_ray
+@needs_ort
+@needs_torch
+@pytest.mark.skipif(not HAS_AV, reason="PyAV not installed (extra 'video')")
+def test_a_long_video_runs_in_segments_and_joins_like_the_whole_file(tmp_path, set5_dir, bsrn_s_export, local_ray,
+                                                                     monkeypatch, capsys):
+    """--segment-seconds 1 on a 2.4 s clip: two tasks, one manifest line, the single-machine frames and audio."""
+    import av
+
+    from bsrn_edge.bench.clips import write_pan_clip
+    from bsrn_edge.distributed import ray_job
+    from bsrn_edge.imageio import read_rgb
+    from bsrn_edge.metrics import psnr
+
+    real, rows_sent = ray_job.split_jobs, []
+    monkeypatch.setattr(ray_job, "split_jobs", lambda *a: rows_sent.append(r := real(*a)) or r)
+    src, out, ref = tmp_path / "in", tmp_path / "out", tmp_path / "ref"
+    src.mkdir()
+    write_pan_clip(src / "long.mp4", read_rgb(set5_dir / "img_001_SRF_4_HR.png"), 60, size=(48, 32), audio=True)
+    model = bsrn_s_export.files["onnx"]
+    assert _upscale("-i", src / "long.mp4", "-o", ref, "--model", model) == 0
+    assert _upscale("-i", src, "-o", out, "--model", model, "--ray", "--segment-seconds", "1") == 0
+    assert "1 written, 0 failed, 0 skipped" in capsys.readouterr().err
+    assert [row["span"] for row in rows_sent[0][0]] == ["0:1", "1:"]  # two tasks
+    assert sorted(p.name for p in out.iterdir()) == ["bsrn-manifest.jsonl", "long.mp4"]  # segments removed
+    rows = _manifest(out, src)
+    assert list(rows) == ["long.mp4"] and rows["long.mp4"]["status"] == "done"
+
+    def read(path):
+        with av.open(str(path)) as c:
+            frames = [(f.pts, f.to_ndarray(format="rgb24")) for f in c.decode(video=0)]
+        with av.open(str(path)) as c:
+            return frames, [(bytes(p), p.pts) for p in c.demux(audio=0) if p.size]
+
+    (got, got_audio), (want, want_audio) = read(out / "long.mp4"), read(ref / "long.mp4")
+    assert [t for t, _ in got] == [t for t, _ in want] and len(got) == 60
+    assert got_audio == want_audio
+    assert min(psnr(a, b) for (_, a), (_, b) in zip(got, want)) >= 40.0
+    assert _upscale("-i", src, "-o", out, "--model", model, "--ray", "--segment-seconds", "1") == 0
+    assert "0 written, 0 failed, 1 skipped" in capsys.readouterr().err

@@ -43,8 +43,9 @@ def _worker_options(args: argparse.Namespace) -> WorkerOptions:
         open_checked(argparse.Namespace(**{**vars(args), "model": name}))
     video = VideoOptions(args.codec, args.crf, args.pix_fmt, args.frames or (0, None), args.preview,
                          preset=args.preset)
+    seconds = 60 if getattr(args, "segment_seconds", None) is None else args.segment_seconds
     return WorkerOptions(name, args.backend, args.device, args.precision, args.tile, args.overlap, args.batch,
-                         args.force, video=video)
+                         args.force, video=video, segment_seconds=float(seconds))
 
 
 def _on_cluster(todo: list[Job], args: argparse.Namespace, options: WorkerOptions, tally: Tally,
@@ -76,7 +77,7 @@ def _on_cluster(todo: list[Job], args: argparse.Namespace, options: WorkerOption
 def run_command(args: argparse.Namespace) -> int:
     """Run ``bsrn-upscale`` with ``--ray`` (``args`` from :func:`bsrn_edge.runtime.cli.build_parser`)."""
     if args.ray is None:
-        print("bsrn-upscale: error: --actors and --cpus-per-actor need --ray", file=sys.stderr)
+        print("bsrn-upscale: error: --actors, --cpus-per-actor and --segment-seconds need --ray", file=sys.stderr)
         return EXIT_USAGE
     try:  # everything that can be wrong with the command line, before any file is touched
         ray_error = require("ray").exceptions.RayError

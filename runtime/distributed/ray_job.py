@@ -1,7 +1,8 @@
 """The Ray Data side of a distributed run: a Dataset of jobs, a pool of actors each holding one ``Upscaler``.
 
 The Dataset holds paths only (one row, and one block, per input: an image, or a whole video file run
-through :func:`bsrn_edge.runtime.video.upscale_video`, audio remuxed); each actor decodes images with
+through :func:`bsrn_edge.runtime.video.upscale_video`, audio remuxed, or one segment of a long video:
+see :mod:`.segments`); each actor decodes images with
 ``bsrn-upscale``'s own reader (:func:`bsrn_edge.runtime.cli.read_image`) and writes with its atomic
 writer, through :func:`bsrn_edge.runtime.cli.attempt`, so outputs are the single-machine ones bit for
 bit. ``ray.data.read_images`` is not used: checked on Ray 2.60, it ignores EXIF orientation (a rotated
@@ -25,17 +26,18 @@ import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
 from bsrn_edge._lazy import require
 from bsrn_edge.errors import InputError
 from bsrn_edge.runtime.cli import Job, attempt
-from bsrn_edge.runtime.video import VideoOptions
+from bsrn_edge.runtime.video import Span, VideoOptions
 
 from .manifest import Entry
 from .plan import VIDEO, ActorShape
+from .segments import Joiner, parse_span, split_jobs
 
 __all__ = ["WorkerOptions", "UpscaleActor", "connect", "run_on_ray"]
 
@@ -56,6 +58,7 @@ class WorkerOptions:
     force: bool = False
     threads: int | None = None
     video: VideoOptions = VideoOptions()
+    segment_seconds: float = 60.0  # a longer video is upscaled in segments of this length (0: never)
 
 
 class UpscaleActor:
@@ -87,11 +90,24 @@ class UpscaleActor:
         upscale_video(job.src, job.dst, up, self.video)
         return "written"
 
+    def _segment_runner(self, span: Span) -> Callable[[Job, Any, bool], str]:
+        """Runs one segment of a video (always written: a segment is a temporary of this run)."""
+        from bsrn_edge.runtime.video import upscale_segment
+
+        def run(job: Job, up: Any, force: bool) -> str:
+            upscale_segment(job.src, job.dst, up, span, self.video)
+            return "written"
+
+        return run
+
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[str]]:
         rows: dict[str, list[str]] = {k: [] for k in ("input", "output", "status", "reason", "stop", "worker")}
-        for src, dst, fmt, refusal in zip(batch["src"], batch["dst"], batch["fmt"], batch["refusal"]):
+        spans = batch["span"] if "span" in batch else [""] * len(batch["src"])
+        for src, dst, fmt, refusal, span in zip(batch["src"], batch["dst"], batch["fmt"], batch["refusal"], spans):
             job = Job(Path(str(src)), Path(str(dst)), str(fmt), str(refusal) or None)
-            outcome, msg, stop = attempt(job, self.up, self.force, self._run_video if job.fmt == VIDEO else None)
+            segment = parse_span(str(span))
+            run = self._segment_runner(segment) if segment else self._run_video if job.fmt == VIDEO else None
+            outcome, msg, stop = attempt(job, self.up, self.force, run)
             for key, value in (("input", src), ("output", dst), ("status", _STATUS[outcome]), ("reason", msg),
                                ("stop", stop), ("worker", self.worker)):
                 rows[key].append(str(value or ""))
@@ -118,20 +134,29 @@ def cluster_resources() -> dict[str, float]:
 
 def run_on_ray(jobs: Sequence[Job], options: WorkerOptions, shape: ActorShape) -> Iterator[tuple[Entry, str | None]]:
     """Upscale ``jobs`` on the connected cluster; yields (manifest entry, reason to stop or None) per job
-    as each finishes, in no particular order (videos, the long ones, are queued first). Stop iterating
-    to cancel the rest."""
+    as each finishes, in no particular order (videos, the long ones, are queued first). A video of at
+    least 1½ × ``options.segment_seconds`` (unless ``--frames``/``--preview`` trim it) runs as one task per
+    segment and is joined here, on the driver, when its last segment is in (:mod:`.segments`); it still
+    yields one entry. Stop iterating to cancel the rest."""
     if not jobs:
         return
     ray = require("ray")
     require("ray.data")
-    items = [{"src": str(j.src), "dst": str(j.dst), "fmt": j.fmt, "refusal": j.refusal or ""}
-             for j in sorted(jobs, key=lambda j: j.fmt != VIDEO)]
+    seconds = 0.0 if options.video.trimmed else options.segment_seconds
+    items, split = split_jobs(sorted(jobs, key=lambda j: j.fmt != VIDEO), seconds)
+    joiner = Joiner(split)
     ds = ray.data.from_items(items, override_num_blocks=len(items))
     pool = ray.data.ActorPoolStrategy(size=min(shape.actors, len(items)))
     ds = ds.map_batches(UpscaleActor, fn_constructor_kwargs={"options": options}, batch_size=1, batch_format="numpy",
                         compute=pool, num_cpus=shape.cpus, num_gpus=shape.gpus or None)
-    for row in ds.iter_rows():
-        yield _entry(row), (str(row["stop"]) or None)
+    try:
+        for row in ds.iter_rows():
+            stop = str(row["stop"]) or None
+            entry = joiner.add(_entry(row), stop)
+            if entry is not None:
+                yield entry, stop
+    finally:
+        joiner.close()
 
 
 def _entry(row: dict[str, Any]) -> Entry:
