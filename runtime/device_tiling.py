@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from bsrn_edge.errors import NonFiniteOutputError
 from bsrn_edge.pixels import DTYPES, row_writer
 
 from .bands import banded_apply
@@ -25,7 +26,6 @@ class TorchOps:
 
     def __init__(self, torch: Any, device: Any):
         self.torch, self.dev = torch, device
-        self._weights: dict[tuple[int, int, bytes], Any] = {}
 
     def zeros(self, shape: tuple[int, ...]) -> Any:
         return self.torch.zeros(shape, dtype=self.torch.float32, device=self.dev)
@@ -57,7 +57,7 @@ class DeviceTiler:
     device for blending (PyTorch must be installed for the blending; without it the host stitcher runs).
     """
 
-    def __init__(self, backend: Any, check: Callable[[Any, tuple[int, ...]], None] | None = None):
+    def __init__(self, backend: Any, nonfinite: Callable[[tuple[int, ...]], Exception] | None = None):
         from bsrn_edge._lazy import require
 
         self.backend = backend
@@ -69,7 +69,10 @@ class DeviceTiler:
             dev = backend.device
             self.dev = torch.device("cuda", dev.index) if dev.kind == "cuda" else torch.device("cpu")
         self.ops = TorchOps(torch, self.dev)
-        self.check = check  # called with each float output batch and its input shape (non-finite guard)
+        # the error to raise when a batch's output holds NaN or inf (given the batch's input shape)
+        self.nonfinite = nonfinite or (lambda shape: NonFiniteOutputError(
+            f"{backend.name}: the network produced NaN or infinite values for tiles {'×'.join(map(str, shape))}"))
+        self._stream = None if self.tensor_net else backend.device.stream()  # run_device's stream, made once
 
     def _reader(self, img: Any, plane: str, peak: float, is_float: bool) -> Callable[[int, int, int, int], Any]:
         torch = self.torch
@@ -90,28 +93,24 @@ class DeviceTiler:
         torch, backend = self.torch, self.backend
         with backend._lock, backend.device_stream(None), torch.inference_mode():
             y = backend.forward_tensor(x).float().clone()
-        if self.check is not None:
-            self.check(y, tuple(x.shape))
+        if not bool(y.isfinite().all()):
+            raise self.nonfinite(tuple(x.shape))
         return y
 
     def _pixel_infer(self, x: Any) -> Any:
         """Float N×3×h×w tiles → uint8 through ``run_device`` → float N×3×sh×sw, all on the device."""
         torch, backend = self.torch, self.backend
-        from bsrn_edge.errors import NonFiniteOutputError
-
         n, _, h, w = x.shape
         s = backend.meta.scale
         u8 = x.mul(255.0).round_().clamp_(0.0, 255.0).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
         out = torch.empty((n, h * s, w * s, 3), dtype=torch.uint8, device=self.dev)
-        dev = backend.device
-        stream = dev.stream()
+        dev, stream = backend.device, self._stream
         if self.dev.type == "cuda":
             torch.cuda.current_stream(self.dev).synchronize()  # the tiles are cut on PyTorch's stream
         finite = backend.run_device(u8, out, stream)
         dev.wait(dev.record(stream))
         if finite is not None and not bool(finite):
-            raise NonFiniteOutputError(f"{backend.name}: the network produced NaN or infinite values for tiles "
-                                       f"{'×'.join(map(str, (n, h, w)))}")
+            raise self.nonfinite(tuple(x.shape))
         return out.permute(0, 3, 1, 2).to(torch.float32).div_(255.0)
 
     def _writer(self, out: np.ndarray, plane: str, crop: tuple[int, int]) -> Callable[[int, int, Any], None]:

@@ -21,7 +21,7 @@ from bsrn_edge.errors import InputError, NonFiniteOutputError
 
 from .backends.base import DeviceBackend
 
-__all__ = ["FramePipeline", "NonFiniteOutputError", "device_of"]
+__all__ = ["FramePipeline", "NonFiniteOutputError", "device_of", "check_frame"]
 
 
 def device_of(backend: object) -> Any:
@@ -29,6 +29,14 @@ def device_of(backend: object) -> Any:
     if not isinstance(backend, DeviceBackend):
         return None
     return getattr(backend, "device", None)
+
+
+def check_frame(frame: np.ndarray) -> tuple[int, int, int]:
+    """A camera frame must be an H×W×3 uint8 array; returns its shape."""
+    if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+        raise InputError(f"frames must be H×W×3 uint8 arrays, got {getattr(frame, 'shape', type(frame).__name__)} "
+                         f"{getattr(frame, 'dtype', '')}; use upscale() for other images")
+    return frame.shape  # type: ignore[return-value]
 
 
 @dataclass
@@ -97,16 +105,9 @@ class FramePipeline:
                 "(precision='fp32') or put the FP32 .onnx beside the FP16 one so the Upscaler can fall back")
         return slot.h_out
 
-    @staticmethod
-    def _check(frame: np.ndarray) -> tuple[int, int, int]:
-        if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-            raise InputError(f"frames must be H×W×3 uint8 arrays, got {getattr(frame, 'shape', type(frame).__name__)} "
-                             f"{getattr(frame, 'dtype', '')}")
-        return frame.shape  # type: ignore[return-value]
-
     def run(self, frame: np.ndarray, out: np.ndarray) -> np.ndarray:
         """Upscale one frame into ``out`` (sH×sW×3 uint8) and wait for it."""
-        slot = self._ring(self._check(frame))[0]
+        slot = self._ring(check_frame(frame))[0]
         self._enqueue(slot, frame)
         np.copyto(out, self._finish(slot))
         return out
@@ -121,7 +122,7 @@ class FramePipeline:
         pending: deque[_Slot] = deque()
         k = 0
         for frame in frames:
-            shape = self._check(frame)
+            shape = check_frame(frame)
             if pending and getattr(self._local, "shape", None) != shape:
                 while pending:
                     yield self._finish(pending.popleft())

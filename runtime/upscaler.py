@@ -16,7 +16,7 @@ from bsrn_edge.pixels import check_image, from_pixels, pad_to_min, row_writer, t
 
 from .backends.base import Backend, pixel_layout
 from .bands import banded_apply
-from .frames import FramePipeline, NonFiniteOutputError, device_of
+from .frames import FramePipeline, NonFiniteOutputError, check_frame, device_of
 from .tiling import DEFAULT_OVERLAP, TilePlan, plan_tiles
 
 __all__ = ["Upscaler", "open_backend", "BackendName", "NonFiniteOutputError"]
@@ -153,8 +153,9 @@ class Upscaler:
         if self._on_gpu and (hasattr(self.backend, "forward_tensor") or available("torch")):
             from .device_tiling import DeviceTiler
 
-            self._tiler = DeviceTiler(self.backend, check=self._check_tensor)
+            self._tiler = DeviceTiler(self.backend, nonfinite=self._nonfinite)
         self._local = threading.local()
+        self._whole_sizes: dict[tuple[int, int], bool] = {}
         log.info("bsrn-edge: %s on %s", self.meta.variant, self.backend.name)
 
     @property
@@ -184,10 +185,6 @@ class Upscaler:
             f"values for a {'×'.join(map(str, shape))} input; nothing was written. Check the checkpoint, or use the "
             f"FP32 model{' (an FP16 model may overflow on this content)' if self.meta.precision == 'fp16' else ''}")
 
-    def _check_tensor(self, y: Any, shape: tuple[int, ...]) -> None:
-        if not bool(y.isfinite().all()):
-            raise self._nonfinite(shape)
-
     def _float_infer(self, x: np.ndarray) -> np.ndarray:
         """Float N×3×h×w in [0, 1] → float N×3×sh×sw, whatever the model's pixel I/O; never non-finite."""
         try:
@@ -198,21 +195,18 @@ class Upscaler:
                 return y
         except NonFiniteOutputError:  # a uint8 graph's own flag
             pass
+        return self._fallback_infer(x)
+
+    def _fallback_infer(self, x: np.ndarray) -> np.ndarray:
+        """The primary network's output was not finite: the FP32 artifact's output, or the error."""
         fp32 = self._fp32()
-        if fp32 is None:
-            raise self._nonfinite(tuple(x.shape))
-        y = fp32.infer(x)
-        if not np.isfinite(y).all():
+        y = fp32.infer(x) if fp32 is not None else None
+        if y is None or not np.isfinite(y).all():
             raise self._nonfinite(tuple(x.shape))
         return y
 
     def _frame_fallback(self, frame: np.ndarray, out: np.ndarray) -> None:
-        fp32 = self._fp32()
-        if fp32 is None:
-            raise self._nonfinite(frame.shape)
-        y = fp32.infer(to_nchw(frame))
-        if not np.isfinite(y).all():
-            raise self._nonfinite(frame.shape)
+        y = self._fallback_infer(to_nchw(frame))
         row_writer(out, "rgb", out.shape[:2])(0, out.shape[0], y[0].transpose(1, 2, 0))
 
     # -- sizing --------------------------------------------------------------------------------
@@ -309,7 +303,12 @@ class Upscaler:
 
     # -- camera frames -------------------------------------------------------------------------
     def _whole(self, h: int, w: int) -> bool:
-        return min(h, w) >= self.backend.tile_limits[0] and self.tile_for(h, w) is None
+        """Whether frames of this size run whole; decided once per size (on a GPU ``tile_for`` asks the driver for
+        free memory, which a camera loop should not do per frame, nor flip between paths as it changes)."""
+        whole = self._whole_sizes.get((h, w))
+        if whole is None:
+            whole = self._whole_sizes[(h, w)] = min(h, w) >= self.backend.tile_limits[0] and self.tile_for(h, w) is None
+        return whole
 
     def _frame_buffers(self, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
         st = self._local
@@ -321,8 +320,7 @@ class Upscaler:
         return st.x, st.y
 
     def _check_frame(self, frame: np.ndarray, out: np.ndarray | None) -> tuple[int, int, int]:
-        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-            raise InputError(f"frames must be H×W×3 uint8, got {frame.shape} {frame.dtype}; use upscale() for other images")
+        check_frame(frame)
         want = (frame.shape[0] * self.scale, frame.shape[1] * self.scale, 3)
         if out is not None and (out.shape != want or out.dtype != np.uint8):
             raise InputError(f"out must be a {want} uint8 array, got {out.shape} {out.dtype}")
@@ -346,7 +344,7 @@ class Upscaler:
         to_nchw(frame, out=x)
         self.backend.infer_into(x, y)
         if not np.isfinite(y).all():
-            y = self._float_infer(x)  # the FP32 fallback, or the error
+            y = self._fallback_infer(x)
         row_writer(out, "rgb", want[:2])(0, want[0], y[0].transpose(1, 2, 0))
         return out
 

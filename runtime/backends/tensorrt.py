@@ -38,6 +38,9 @@ def trt_dtype_to_numpy(trt: Any, dtype: Any) -> np.dtype:
     return np.dtype(table[dtype])
 
 
+_MAX_FLAGS = 16  # flag buffers kept per thread, one per stream that ran the engine
+
+
 class _Finite:
     """True when the engine's non-finite flag (copied to ``host`` on the stream) is 0; read after the stream's work."""
 
@@ -127,22 +130,20 @@ class TensorRTBackend:
             raise InputError(f"{self.path}: the engine's output for input {shape} is {got}, expected {tuple(out_shape)}; "
                              "the engine does not match its metadata (scale or layout): rebuild it with bsrn-export")
 
-    def _flag_buffers(self, st: Any, key: int) -> tuple[Any, np.ndarray]:
-        """A device float for the engine's non-finite flag and a page-locked copy, one pair per output
-        buffer (slots in flight each keep their own)."""
-        flags = st.__dict__.setdefault("flags", {})
-        if key not in flags:
-            host = self.cuda.pagelocked_empty((1, 1, 1, 1), np.float32)
-            flags[key] = (self.cuda.mem_alloc(host.nbytes), host)
-        return flags[key]
-
-    def _bind_flag(self, st: Any, key: int) -> np.ndarray | None:
-        """Bind the flag output and enqueue its download after the run; returns the host array it lands in."""
+    def _bind_flag(self, st: Any, stream: Any) -> tuple[Any, np.ndarray] | None:
+        """Bind the engine's non-finite flag to a device float kept for ``stream`` (each slot in flight has its
+        own stream, so its own flag) and return it with its page-locked host copy; None without the flag output."""
         if self.flag is None:
             return None
-        d_flag, h_flag = self._flag_buffers(st, key)
-        st.context.set_tensor_address(self.flag, int(d_flag))
-        return h_flag
+        flags = st.__dict__.setdefault("flags", {})
+        key = int(stream.handle)
+        if key not in flags:
+            if len(flags) >= _MAX_FLAGS:  # streams of frame sizes no longer in use
+                flags.pop(next(iter(flags)))
+            host = self.cuda.pagelocked_empty((1, 1, 1, 1), np.float32)
+            flags[key] = (self.cuda.mem_alloc(host.nbytes), host)
+        st.context.set_tensor_address(self.flag, int(flags[key][0]))
+        return flags[key]
 
     def _nonfinite(self, shape: tuple[int, ...]) -> NonFiniteOutputError:
         return NonFiniteOutputError(f"{self.path}: the network produced NaN or infinite values for input "
@@ -173,14 +174,14 @@ class TensorRTBackend:
             np.copyto(h_in, x, casting="same_kind" if self.in_dtype == x.dtype else "unsafe")
             st.context.set_tensor_address(self.input, int(st.d_in))
             st.context.set_tensor_address(self.output, int(st.d_out))
-            h_flag = self._bind_flag(st, int(st.d_out))
+            flag = self._bind_flag(st, st.stream)
             self.cuda.memcpy_htod_async(st.d_in, h_in, st.stream)
             self._execute(st, st.stream.handle, tuple(x.shape))
             self.cuda.memcpy_dtoh_async(h_out, st.d_out, st.stream)
-            if h_flag is not None:
-                self.cuda.memcpy_dtoh_async(h_flag, self._flag_buffers(st, int(st.d_out))[0], st.stream)
+            if flag is not None:
+                self.cuda.memcpy_dtoh_async(flag[1], flag[0], st.stream)
             st.stream.synchronize()
-            if h_flag is not None and float(h_flag.max()) != 0.0:
+            if flag is not None and not _Finite(flag[1]):
                 raise self._nonfinite(tuple(x.shape))
             np.copyto(out, h_out, casting="unsafe")
 
@@ -198,12 +199,12 @@ class TensorRTBackend:
             self._set_shape(st, tuple(x.shape), tuple(out.shape))
             st.context.set_tensor_address(self.input, device_pointer(x))
             st.context.set_tensor_address(self.output, device_pointer(out))
-            h_flag = self._bind_flag(st, device_pointer(out))
+            flag = self._bind_flag(st, stream)
             self._execute(st, int(stream.handle), tuple(x.shape))
-            if h_flag is None:
+            if flag is None:
                 return None
-            self.cuda.memcpy_dtoh_async(h_flag, self._flag_buffers(st, device_pointer(out))[0], stream)
-        return _Finite(h_flag)
+            self.cuda.memcpy_dtoh_async(flag[1], flag[0], stream)
+        return _Finite(flag[1])
 
     def device_context(self) -> Any:
         """The primary CUDA context, current in this thread for the duration (push … pop)."""
