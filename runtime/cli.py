@@ -1,8 +1,9 @@
-"""bsrn-upscale: upscale image files or folders (thin wrapper over ``Upscaler``).
+"""bsrn-upscale: upscale image files, folders and video files (thin wrapper over ``Upscaler``; ``--ray``
+hands a collection to :mod:`bsrn_edge.distributed`).
 
 Exit codes: 0 when every input was written or already done (skipped); 1 when some input failed or the
 batch stopped on a write error that makes going on pointless; 2 for a usage error, found before any
-file is touched. Output names are planned for the whole batch first (see :func:`plan_jobs`); an
+file is touched; 3 when an optional dependency is missing; 130 when interrupted (Ctrl-C or SIGTERM). Output names are planned for the whole batch first (see :func:`plan_jobs`); an
 existing output is taken as done, because outputs are only ever renamed into place once complete.
 """
 
@@ -30,7 +31,7 @@ from .video import VideoOptions, looks_like_video, parse_frames
 
 _FORMATS = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP"}
 MAX_PIXELS = 64_000_000  # LR pixels; larger files are treated as decompression bombs
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_MISSING, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 # write errors after which no later file can succeed either: the batch stops with its summary
 _STOP_ERRNOS = {errno.EROFS: "read-only file system", errno.ENOSPC: "disk full", errno.EDQUOT: "disk quota exceeded"}
 
@@ -78,8 +79,9 @@ def _seconds(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="bsrn-upscale", description="Upscale images with a BSRN model.")
-    ap.add_argument("-i", "--input", required=True, type=Path, help="image file or folder")
+    ap = argparse.ArgumentParser(prog="bsrn-upscale", description="Upscale images and videos with a BSRN model.")
+    ap.add_argument("-i", "--input", required=True, type=Path,
+                    help="image file, folder or video file (with --ray also a glob or a text file of paths)")
     ap.add_argument("-o", "--output", required=True, type=Path, help="output file (for one input) or folder")
     ap.add_argument("--model", required=True, help=".onnx, .engine, checkpoint file or bundled name")
     ap.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "tensorrt", "torch"])
@@ -349,19 +351,33 @@ def _terminate_as_interrupt() -> Iterator[None]:
 
 
 def open_upscaler(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    """Open the model and check the tile against its size limits (an InputError is a usage error)."""
+    """The Upscaler the command line asks for (its InputErrors, e.g. a tile outside the model's limits, are
+    usage errors)."""
     from . import Upscaler
 
-    model = Path(args.model)
-    if model.is_dir() and model.suffix.lower() in (".onnx", ".engine"):
-        raise InputError(f"--model {args.model}: is a folder; expected an .onnx or .engine file")
-    up = Upscaler(args.model, args.backend, tile=args.tile, overlap=args.overlap, batch=args.batch,
-                  device=args.device, precision=args.precision)
-    lo, hi = up.backend.tile_limits
-    if isinstance(args.tile, int) and (args.tile < lo or (hi and args.tile > hi)):
-        span = f"{lo}…{hi}" if hi else f"at least {lo}"
-        raise InputError(f"--tile {args.tile}: {up.meta.variant} on {up.backend_name} takes LR tiles of {span} pixels")
-    return up
+    try:
+        return Upscaler(args.model, args.backend, tile=args.tile, overlap=args.overlap, batch=args.batch,
+                        device=args.device, precision=args.precision)
+    except InputError as exc:
+        if str(exc).startswith("tile "):  # the library's parameter is the command line's --tile
+            raise InputError(f"--{exc}") from exc
+        raise
+
+
+def video_options(args: argparse.Namespace) -> VideoOptions:
+    """The video flags as :class:`~bsrn_edge.runtime.video.VideoOptions`."""
+    return VideoOptions(args.codec, args.crf, args.pix_fmt, args.frames or (0, None), args.preview, preset=args.preset)
+
+
+def say(message: str) -> None:
+    """One line on stderr that does not break a progress bar."""
+    require("tqdm").tqdm.write(f"bsrn-upscale: {message}", file=sys.stderr)
+
+
+def usage_error(exc: BaseException) -> int:
+    """Print a command-line error found before any work; 3 for a missing optional dependency, else 2."""
+    print(f"bsrn-upscale: error: {exc}", file=sys.stderr)
+    return EXIT_MISSING if isinstance(exc, MissingDependencyError) else EXIT_USAGE
 
 
 def _run_video(args: argparse.Namespace) -> int:
@@ -369,16 +385,14 @@ def _run_video(args: argparse.Namespace) -> int:
     from .video import encoder_settings, output_for, probe_video, upscale_video
 
     tqdm = require("tqdm").tqdm
-    options = VideoOptions(args.codec, args.crf, args.pix_fmt, args.frames or (0, None), args.preview,
-                           preset=args.preset)
+    options = video_options(args)
     try:  # the command line, the input and the encoder settings, before any file is touched
         dst = output_for(args.input, args.output)
         info = probe_video(args.input)
         codec, pix_fmt, _ = encoder_settings(options, dst, info.audio)
         up = open_upscaler(args)
     except (BsrnEdgeError, ValueError) as exc:
-        print(f"bsrn-upscale: error: {exc}", file=sys.stderr)
-        return 3 if isinstance(exc, MissingDependencyError) else EXIT_USAGE
+        return usage_error(exc)
     if dst.exists() and not args.force:
         print(f"bsrn-upscale: {dst}: exists, skipped as done (--force redoes it)", file=sys.stderr)
         return EXIT_OK
@@ -386,13 +400,12 @@ def _run_video(args: argparse.Namespace) -> int:
           f"{info.width * up.scale}×{info.height * up.scale}, {codec} {pix_fmt}", file=sys.stderr)
     remove_partials([dst])
     bar = tqdm(total=info.frames_to_run(options), unit="frame", desc=dst.name, file=sys.stderr)
-    say = lambda m: tqdm.write(f"bsrn-upscale: {m}", file=sys.stderr)  # noqa: E731
     try:
         with _terminate_as_interrupt(), bar:
             report = upscale_video(args.input, dst, up, options, on_frame=bar.update, on_damage=say)
     except KeyboardInterrupt:
         print(f"bsrn-upscale: interrupted; nothing was written to {dst}", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except (BsrnEdgeError, OSError) as exc:
         msg = _write_failure(exc, dst)[0] if isinstance(exc, OSError) else str(exc)
         print(f"bsrn-upscale: failed {args.input}: {msg}", file=sys.stderr)
@@ -422,19 +435,18 @@ def main(argv: list[str] | None = None) -> int:
         jobs = plan_jobs(args.input, args.output, args.format)
         up = open_upscaler(args)
     except (BsrnEdgeError, ValueError) as exc:
-        print(f"bsrn-upscale: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return usage_error(exc)
     print(f"bsrn-upscale: {up.meta.variant} ×{up.scale} on {up.backend_name}", file=sys.stderr)
     outputs = [j.dst for j in jobs]
     remove_partials(outputs)  # left by a killed run
     tally = Tally(len(jobs))
     try:
         with _terminate_as_interrupt():
-            run_jobs(jobs, up, args.force, lambda m: tqdm.write(f"bsrn-upscale: {m}", file=sys.stderr), tally)
+            run_jobs(jobs, up, args.force, say, tally)
     except KeyboardInterrupt:
         tally.stopped = "interrupted; run the same command again to resume"
         print(f"bsrn-upscale: {tally.summary()}", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     finally:
         remove_partials(outputs)
     print(f"bsrn-upscale: {tally.summary()}", file=sys.stderr)

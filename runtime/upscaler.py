@@ -72,6 +72,8 @@ def open_backend(model: str | Path, backend: BackendName = "auto", device: Devic
         raise InputError(f"precision must be 'auto', 'fp32' or 'fp16', got {precision!r}")
     path = Path(model)
     suffix = path.suffix.lower()
+    if suffix in (".onnx", ".engine") and path.is_dir():
+        raise InputError(f"{model}: is a folder; expected an {suffix} file")
     if backend == "auto":
         backend = "onnxruntime" if suffix == ".onnx" else "tensorrt" if suffix == ".engine" else "torch"
     if backend == "onnxruntime":
@@ -140,6 +142,10 @@ class Upscaler:
         self.sizes = self.meta.sizes
         self.tile = tile
         self.overlap = DEFAULT_OVERLAP if overlap is None else overlap
+        lo, hi = self.backend.tile_limits
+        if isinstance(tile, int) and not isinstance(tile, bool) and (tile < lo or (hi and tile > hi)):
+            raise InputError(f"tile {tile}: {self.meta.variant} on {self.backend.name} takes LR tiles of "
+                             f"{f'{lo}…{hi}' if hi else f'at least {lo}'} pixels")
         self.batch = batch if not self.backend.max_batch else min(batch, self.backend.max_batch)
         self.memory_mb = memory_mb
         self._pixels = pixel_layout(self.meta)

@@ -15,11 +15,11 @@ from dataclasses import replace
 from pathlib import Path
 
 from bsrn_edge._lazy import require
-from bsrn_edge.errors import BsrnEdgeError, MissingDependencyError
+from bsrn_edge.errors import BsrnEdgeError
 from bsrn_edge.imageio import remove_partials
-from bsrn_edge.runtime.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Job, Tally, count_outcome
+from bsrn_edge.runtime.cli import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Job, Tally, count_outcome, say,
+                                   usage_error, video_options)
 from bsrn_edge.runtime.cli import open_upscaler as open_checked  # the single-machine model and --tile checks
-from bsrn_edge.runtime.video import VideoOptions
 
 from .manifest import MANIFEST_NAME, Entry, ManifestLog, read_manifest, resume, write_manifest
 from .plan import actor_shape, discover_inputs, plan_outputs
@@ -30,10 +30,6 @@ __all__ = ["run_command"]
 _OUTCOME = {"done": "written", "skipped": "skipped", "failed": "failed"}  # manifest status → attempt() outcome
 
 
-def _say(message: str) -> None:
-    require("tqdm").tqdm.write(f"bsrn-upscale: {message}", file=sys.stderr)
-
-
 def _worker_options(args: argparse.Namespace) -> WorkerOptions:
     """The actors' options, with the model checked here first where this machine can open it (a
     TensorRT engine or ``--device cuda`` may need the workers' GPUs; their errors come from Ray)."""
@@ -41,11 +37,9 @@ def _worker_options(args: argparse.Namespace) -> WorkerOptions:
     name = str(model.absolute()) if model.exists() else args.model  # workers do not share our folder
     if args.backend != "tensorrt" and args.device != "cuda":
         open_checked(argparse.Namespace(**{**vars(args), "model": name}))
-    video = VideoOptions(args.codec, args.crf, args.pix_fmt, args.frames or (0, None), args.preview,
-                         preset=args.preset)
-    seconds = 60 if getattr(args, "segment_seconds", None) is None else args.segment_seconds
+    extra = {} if args.segment_seconds is None else {"segment_seconds": float(args.segment_seconds)}
     return WorkerOptions(name, args.backend, args.device, args.precision, args.tile, args.overlap, args.batch,
-                         args.force, video=video, segment_seconds=float(seconds))
+                         args.force, video=video_options(args), **extra)
 
 
 def _on_cluster(todo: list[Job], args: argparse.Namespace, options: WorkerOptions, tally: Tally,
@@ -57,7 +51,7 @@ def _on_cluster(todo: list[Job], args: argparse.Namespace, options: WorkerOption
         require("ray.data").DataContext.get_current().enable_progress_bars = False  # ours below
         shape = actor_shape(cluster_resources(), args.device, args.actors, args.cpus_per_actor)
         per = f"{shape.cpus:g} CPU" + (f", {shape.gpus:g} GPU" if shape.gpus else "")
-        _say(f"{len(todo)} to upscale on Ray with {shape.actors} actor(s) of {per}")
+        say(f"{len(todo)} to upscale on Ray with {shape.actors} actor(s) of {per}")
         log = ManifestLog(manifest)
         with tqdm(total=len(todo), desc="upscaling", unit="img", file=sys.stderr, disable=len(todo) < 2) as bar:
             try:
@@ -65,7 +59,7 @@ def _on_cluster(todo: list[Job], args: argparse.Namespace, options: WorkerOption
                     log.add(entry)
                     entries[entry.input] = entry
                     bar.update()
-                    if count_outcome(tally, entry.input, _OUTCOME[entry.status], entry.reason, stop, _say):
+                    if count_outcome(tally, entry.input, _OUTCOME[entry.status], entry.reason, stop, say):
                         break
             finally:
                 log.close()
@@ -86,8 +80,7 @@ def run_command(args: argparse.Namespace) -> int:
         manifest = Path(os.path.abspath(args.output)) / MANIFEST_NAME
         previous = read_manifest(manifest)
     except (BsrnEdgeError, ValueError) as exc:
-        print(f"bsrn-upscale: error: {exc}", file=sys.stderr)
-        return 3 if isinstance(exc, MissingDependencyError) else EXIT_USAGE
+        return usage_error(exc)
     todo, settled = resume(jobs, previous, args.force)
     entries = {e.input: e for e in settled}
     tally = Tally(len(jobs), skipped=len(settled))
@@ -98,7 +91,7 @@ def run_command(args: argparse.Namespace) -> int:
         if todo:
             _on_cluster(todo, args, options, tally, entries, manifest)
     except KeyboardInterrupt:
-        tally.stopped, code = "interrupted; run the same command again to resume", 130
+        tally.stopped, code = "interrupted; run the same command again to resume", EXIT_INTERRUPTED
     except BsrnEdgeError as exc:  # found once connected: --device cuda on a cluster without GPUs
         print(f"bsrn-upscale: error: {exc}", file=sys.stderr)
         code = EXIT_USAGE
