@@ -92,8 +92,8 @@ def main() -> int:
                 out = work / f"out_{r}_{len(runs)}_{n}_{name[:3]}"
                 runs.append(_timed(["-i", str(work / f"in_{n}"), "-o", str(out), "--model", model, *configs[name][2]]))
                 shutil.rmtree(out)
-        ray.shutdown()
     finally:
+        ray.shutdown()
         shutil.rmtree(work, ignore_errors=True)
     print(machine_line() + f"; ray {ray.__version__}")
     print(f"{args.model}, Set5/Set14 ×4 LR images, median of {args.repeats} runs; "

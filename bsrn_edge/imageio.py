@@ -13,7 +13,7 @@ import numpy as np
 from ._lazy import require
 from .errors import InputError
 
-__all__ = ["IMAGE_EXTENSIONS", "read_rgb", "write_atomic", "atomic_path", "is_partial", "remove_partials"]
+__all__ = ["IMAGE_EXTENSIONS", "read_rgb", "write_atomic", "atomic_path", "is_partial", "partial_path", "remove_partials"]
 
 # File suffixes (lower case) that every folder scan treats as images: datasets, calibration sets, bsrn-upscale.
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
@@ -63,10 +63,19 @@ def remove_partials(dests: Iterable[str | os.PathLike[str]]) -> list[Path]:
     return removed
 
 
+def partial_path(dest: str | os.PathLike[str], tag: str, suffix: str | None = None) -> Path:
+    """The hidden temporary name beside ``dest`` for ``tag`` (8 characters of [a-z0-9_]): what
+    :func:`is_partial` and :func:`remove_partials` recognise, so it is never an input and is cleaned up."""
+    dest = Path(dest)
+    if not re.fullmatch(r"[a-z0-9_]{8}", tag, re.IGNORECASE):
+        raise ValueError(f"partial_path: tag must be 8 characters of [a-z0-9_], got {tag!r}")
+    return dest.parent / f".{dest.name}.{tag}.part{dest.suffix if suffix is None else suffix}"
+
+
 def _create_partial(dest: Path, suffix: str) -> Path:
     """Create an empty temporary file beside ``dest``, mode 0o666 less the umask (as ``open`` would)."""
     for _ in range(100):
-        tmp = dest.parent / f".{dest.name}.{secrets.token_hex(4)}.part{suffix}"
+        tmp = partial_path(dest, secrets.token_hex(4), suffix)
         try:
             os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
             return tmp

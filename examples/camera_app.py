@@ -8,7 +8,8 @@ a queue of ``--queue`` frames that drops its oldest frame when full. The worker 
 the head of that queue with ``Upscaler.upscale_into`` (buffers reused: nothing is allocated per frame
 but the BGR copy handed on). The main thread shows or writes each result and prints, once a second,
 the latency from capture to display (p50/p95), the output fps and the frames dropped. A frame waits
-for at most ``--queue`` model runs, so latency stays bounded however fast the camera is.
+for at most ``--queue`` model runs before it is upscaled, and a result for at most two frames' display
+before it is shown, so latency stays bounded however fast the camera is.
 A video file stands in for a camera with ``--camera FILE --camera-fps N`` (read at N frames a second).
 Needs ``pip install 'bsrn-edge[cpu,camera]'`` (OpenCV, headless: ``--show`` needs a full opencv-python).
 """
@@ -103,14 +104,15 @@ def capture(cap: Any, frames: DropOldest, stats: Stats, stop: threading.Event, f
 
 def upscale_worker(up: Upscaler, frames: DropOldest, results: DropOldest, stats: Stats) -> None:
     cv2 = require("cv2")
-    out = None
+    rgb = out = None
     try:
         while (item := frames.get()) is not None:
             captured_at, bgr = item
             start = time.perf_counter()
-            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-            if out is None or out.shape[:2] != (rgb.shape[0] * up.scale, rgb.shape[1] * up.scale):
+            if rgb is None or rgb.shape != bgr.shape:
+                rgb = np.empty_like(bgr)
                 out = np.empty((rgb.shape[0] * up.scale, rgb.shape[1] * up.scale, 3), np.uint8)
+            cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB, dst=rgb)
             up.upscale_into(rgb, out)
             stats.model_ms.append((time.perf_counter() - start) * 1000)
             results.put((captured_at, cv2.cvtColor(out, cv2.COLOR_RGB2BGR)))  # a new array: safe to hand on

@@ -24,6 +24,7 @@ import logging
 import math
 import queue
 import threading
+from collections import deque
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
@@ -33,7 +34,7 @@ import numpy as np
 
 from bsrn_edge._lazy import available, require
 from bsrn_edge.errors import InputError
-from bsrn_edge.imageio import IMAGE_EXTENSIONS, atomic_path
+from bsrn_edge.imageio import IMAGE_EXTENSIONS, atomic_path, partial_path
 
 __all__ = ["VIDEO_EXTENSIONS", "DEFAULT_PIX_FMT", "VideoOptions", "VideoInfo", "VideoReport",
            "parse_frames", "probe_video", "looks_like_video", "output_for", "default_codec", "encoder_settings",
@@ -229,10 +230,11 @@ def default_codec(dst: str | Path | None = None) -> str:
 # -- the three stages ----------------------------------------------------------------------------
 @dataclass
 class _Frame:
-    """One decoded frame on its way: RGB pixels (the upscaled copy after the network), the output
-    timestamp, the audio packets to mux after it, and the display matrix of the first frame."""
+    """One decoded frame on its way: RGB pixels (after the network: the upscaled frame, already an
+    ``av.VideoFrame``), the output timestamp, the audio packets to mux after it, and the display matrix of
+    the first frame."""
 
-    rgb: np.ndarray
+    rgb: Any
     pts: int
     audio: list = field(default_factory=list)
     matrix: list[int] | None = None
@@ -312,7 +314,9 @@ class _Decoder:
         self.done_audio: set[int] = set()
         self.sent: list[int] | None = []  # pts of video packets sent and not yet seen as frames (None: untracked)
         self.why = "the decoder dropped it"  # the decoder's last error, for the next frame found missing
-        self.passed = 0  # frames passed on
+        self.first = True  # the next frame passed on is the first (it carries the display matrix)
+        self.shift = 0  # the window's start in video time-base units, taken off every timestamp
+        self.av_error = _av_error(require("av"))
 
     def _before(self, i: int, t: Fraction) -> bool:
         """True for the frame ``i`` (at ``t`` seconds) that comes before the window."""
@@ -334,7 +338,6 @@ class _Decoder:
             _put(self.out, _Failed(exc), self.stop)
 
     def _demux(self) -> None:
-        av = require("av")
         packets = self.inp.demux(self.video, *self.audio)
         while not self.stop.is_set():
             try:
@@ -343,7 +346,7 @@ class _Decoder:
                 if self.end is None:
                     self._lost(None)
                 return
-            except _av_error(av) as exc:
+            except self.av_error as exc:
                 self._damaged(f"{_time(self.last_pts, self.video.time_base)}: the file cannot be read past here "
                               f"({exc}); the clip ends there")
                 self._frames(None)
@@ -365,7 +368,6 @@ class _Decoder:
 
     def _frames(self, packet: Any) -> None:
         """Decode one video packet (None: flush) and pass on the frames inside the window."""
-        av = require("av")
         if packet is not None and packet.size and self.sent is not None:
             if packet.pts is None:
                 self.sent = None
@@ -373,7 +375,7 @@ class _Decoder:
                 bisect.insort(self.sent, packet.pts)
         try:
             frames = packet.decode() if packet is not None else self.video.codec_context.decode(None)
-        except _av_error(av) as exc:  # a threaded decoder reports an error with a later packet:
+        except self.av_error as exc:  # a threaded decoder reports an error with a later packet:
             self.why = str(exc)     # the frame that never comes out is reported instead, at its own time
             if self.sent is None:
                 self._damaged(f"{_time(packet.pts, packet.time_base)}: damaged video packet skipped ({exc})")
@@ -397,19 +399,19 @@ class _Decoder:
             return
         if self.offset is None:
             self.offset = t
+            self.shift = round(t / self.video.time_base)
         if self._past(i, t):
             self.end = t
             for p in self.held:
                 self._check_audio_done(p)
             return
         rgb = frame.to_ndarray(format="rgb24", src_colorspace=self.colour.matrix, src_color_range=self.colour.range)
-        shift = round(self.offset / self.video.time_base)
-        matrix = frame.side_data.get("DISPLAYMATRIX") if not self.passed else None
-        self.passed += 1
+        matrix = frame.side_data.get("DISPLAYMATRIX") if self.first else None
+        self.first = False
         # audio that starts before this frame goes with it; later packets wait (the window's end is not known yet)
         now = [p for p in self.held if p.pts is None or p.pts * p.time_base < t]
         self.held = [p for p in self.held if p.pts is not None and p.pts * p.time_base >= t]
-        item = _Frame(rgb, pts - shift, self._audio_in_window(now),
+        item = _Frame(rgb, pts - self.shift, self._audio_in_window(now),
                       np.frombuffer(bytes(matrix), np.int32).tolist() if matrix is not None else None)
         _put(self.out, item, self.stop)
 
@@ -567,6 +569,8 @@ class _Encoder:
     def _encode(self) -> None:
         av = require("av")
         yuv = not av.VideoFormat(self.pix_fmt).is_rgb
+        target = {"format": self.pix_fmt, **({"dst_colorspace": self.colour.matrix, "dst_color_range": self.colour.range}
+                                             if yuv else {})}
         while (item := _get(self.inq, self.stop)) is not None:
             if isinstance(item, _End):
                 self._flush()
@@ -574,12 +578,10 @@ class _Encoder:
                 return
             if item.matrix is not None:
                 self.vout.set_display_matrix(item.matrix)
-            if item.rgb.shape[:2] != (self.vout.height, self.vout.width):
+            if (item.rgb.height, item.rgb.width) != (self.vout.height, self.vout.width):
                 raise InputError(f"the frame size changes at {_time(item.pts, self.time_base)} (to "
-                                 f"{item.rgb.shape[1]}×{item.rgb.shape[0]} after upscaling); clips that change size are not supported")
-            frame = av.VideoFrame.from_ndarray(item.rgb, format="rgb24")
-            frame = frame.reformat(format=self.pix_fmt, **({"dst_colorspace": self.colour.matrix,
-                                                             "dst_color_range": self.colour.range} if yuv else {}))
+                                 f"{item.rgb.width}×{item.rgb.height} after upscaling); clips that change size are not supported")
+            frame = item.rgb.reformat(**target)
             frame.pts, frame.time_base = item.pts, self.time_base
             for packet in self.vout.encode(frame):
                 self.out.mux(packet)
@@ -601,7 +603,8 @@ class _Encoder:
 
 def _network(up: Any, inq: queue.Queue, outq: queue.Queue, stop: threading.Event) -> None:
     """The calling thread's stage: frames from the decoder through ``up.stream``, copies to the encoder."""
-    pending: list[_Frame] = []
+    av = require("av")
+    pending: deque[_Frame] = deque()
     end: list[_End] = []
 
     def frames() -> Iterator[np.ndarray]:
@@ -615,8 +618,9 @@ def _network(up: Any, inq: queue.Queue, outq: queue.Queue, stop: threading.Event
             yield item.rgb
 
     for upscaled in up.stream(frames()):
-        item = pending.pop(0)
-        item.rgb = upscaled.copy()  # stream() reuses its buffer once the next frame is asked for
+        item = pending.popleft()
+        # stream() reuses its buffer once the next frame is asked for: the VideoFrame is the one copy
+        item.rgb = av.VideoFrame.from_ndarray(upscaled, format="rgb24")
         if not _put(outq, item, stop):
             return
     if end:
@@ -721,10 +725,9 @@ def plan_segments(src: str | Path, seconds: float) -> list[Span]:
 def segment_path(dst: str | Path, index: int) -> Path:
     """The hidden file that holds segment ``index`` of the output ``dst`` until the join: a temporary
     name of :mod:`bsrn_edge.imageio` (``remove_partials([dst])`` removes it; it is never an input)."""
-    dst = Path(dst)
     if not 0 <= index < 100_000:
         raise ValueError(f"segment index {index} out of range 0…99999")
-    return dst.parent / f".{dst.name}.seg{index:05d}.part{dst.suffix}"
+    return partial_path(dst, f"seg{index:05d}")
 
 
 def upscale_segment(src: str | Path, dst: str | Path, up: Any, span: Span, options: VideoOptions = VideoOptions(),
