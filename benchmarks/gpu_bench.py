@@ -57,15 +57,10 @@ class Row:
 
 
 def real_image(h: int, w: int) -> np.ndarray:
-    """A Set5 LR image mirrored to h×w (uint8 H×W×3)."""
-    from bsrn_edge.datasets import bundled_set5
-    from bsrn_edge.imageio import read_rgb
-    from bsrn_edge.pixels import pad_to_min
+    """A Set5 LR image mirrored to h×w (uint8 H×W×3): the bench harness's timing frame."""
+    from bsrn_edge.bench import real_frame
 
-    img = read_rgb(sorted(bundled_set5().glob("*_LR.png"))[0])
-    while img.shape[0] < h or img.shape[1] < w:
-        img, _ = pad_to_min(img, max(h, w, 2 * max(img.shape[:2])))
-    return np.ascontiguousarray(img[:h, :w])
+    return real_frame(w, h)
 
 
 def clip(h: int, w: int, n: int) -> list[np.ndarray]:
@@ -75,10 +70,10 @@ def clip(h: int, w: int, n: int) -> list[np.ndarray]:
 
 
 def _timer(device: str) -> Callable[..., Any]:
-    from bsrn_edge.bench import time_calls
+    from bsrn_edge.bench import cuda_event_clock, time_calls
 
     def run(fn: Callable[[], object], sz: Sizes) -> float:
-        return time_calls(fn, sz.runs, sz.warmup, cuda_events=device == "cuda").median
+        return time_calls(fn, sz.runs, sz.warmup, clock=cuda_event_clock() if device == "cuda" else None).median
 
     return run
 

@@ -102,12 +102,13 @@ def torch_infer(model):  # type: ignore[no-untyped-def]
     return run
 
 
-def forced_tile(shapes: list[tuple[int, int]], tile: int, overlap: int, min_tiles: int, scale: int) -> int | None:
+def forced_tile(shapes: list[tuple[int, int]], tile: int, overlap: int, min_tiles: int, scale: int,
+                sizes: SizeRequirements) -> int | None:
     """The largest 6k + 3 side <= ``tile`` splitting every image into at least ``min_tiles`` tiles."""
-    sizes = SizeRequirements(15)
     side = sizes.snap_tile(tile)
-    while side - ESA_ALIGNMENT >= max(overlap, 15):
-        if all(len(plan_tiles(h, w, scale=scale, tile=side, overlap=overlap)) >= min_tiles for h, w in shapes):
+    while side - sizes.alignment >= max(overlap, sizes.minimum):
+        if all(len(plan_tiles(h, w, scale=scale, tile=side, overlap=overlap, min_size=sizes.minimum)) >= min_tiles
+               for h, w in shapes):
             return side
         side = sizes.snap_down(side)
     return None
@@ -117,7 +118,7 @@ def _settings(args: argparse.Namespace, loaded, shapes: list[tuple[int, int]]) -
     """The tile sides to measure: the default (snapped) and, with --min-tiles, one forcing that many tiles."""
     settings = [(loaded.variant.sizes.snap_tile(args.tile), "default")]
     if args.min_tiles > 0:
-        forced = forced_tile(shapes, args.tile, args.overlap, args.min_tiles, loaded.scale)
+        forced = forced_tile(shapes, args.tile, args.overlap, args.min_tiles, loaded.scale, loaded.variant.sizes)
         if forced is not None and forced != settings[0][0]:
             settings.append((forced, f"forced ≥{args.min_tiles}"))
     return settings

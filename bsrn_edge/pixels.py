@@ -12,7 +12,7 @@ import numpy as np
 
 from bsrn_edge.errors import InputError
 
-__all__ = ["check_image", "pad_to_min", "window_reader", "row_writer", "DTYPES", "to_nchw", "from_nchw", "from_pixels",
+__all__ = ["check_image", "pad_to_min", "window_reader", "row_writer", "DTYPES", "to_nchw", "from_nchw",
            "to_pixels", "quantize"]
 
 _CHUNK = 32  # output rows converted per step
@@ -34,11 +34,6 @@ def to_nchw(img: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         np.divide(nhwc.transpose(0, 3, 1, 2), peak, out=out, dtype=np.float32)
         return out
     return np.ascontiguousarray(nhwc.transpose(0, 3, 1, 2).astype(np.float32) / peak)
-
-
-def from_pixels(y: np.ndarray) -> np.ndarray:
-    """N×H×W×3 uint8 (a uint8-I/O model's output) → N×3×H×W float32 in [0, 1]."""
-    return np.ascontiguousarray(y.transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255.0))
 
 
 def from_nchw(x: np.ndarray) -> np.ndarray:

@@ -239,9 +239,7 @@ def _convert_initializers(g: Any, plan: _Plan) -> None:
         users = plan.users.get(t.name, [])
         need16 = any(not plan.wants_fp32(n, k) for n, k in users)
         need32 = any(plan.wants_fp32(n, k) for n, k in users)
-        arr = numpy_helper.to_array(t)
-        if need16 and np.abs(arr).max(initial=0) > FP16_MAX:
-            need16 = False
+        arr = numpy_helper.to_array(t)  # readers of values beyond the FP16 range are kept FP32 (_kept_nodes)
         plan.dtype[t.name] = TensorProto.FLOAT
         if not need16:
             continue

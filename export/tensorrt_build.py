@@ -131,8 +131,7 @@ def engine_from_onnx(
     key = engine_key(onnx_bytes, trt.__version__, gpu, cc, precision, profile)
     cache = Path(cache_dir or default_cache_dir())
     cache.mkdir(parents=True, exist_ok=True)
-    name = parse_artifact(onnx_path)
-    cached = cache / key.file_name(name.stem + (".u8" if name.pixels == "uint8" else ""))
+    cached = cache / key.file_name(parse_artifact(onnx_path).stem + (".u8" if pixels == "uint8" else ""))
     reused = _reuse(out_path, cached, key, report)
     if reused is not None:
         return reused

@@ -12,7 +12,7 @@ import numpy as np
 from bsrn_edge._lazy import available
 from bsrn_edge.artifacts import parse_artifact, sibling
 from bsrn_edge.errors import InputError
-from bsrn_edge.pixels import check_image, from_pixels, pad_to_min, row_writer, to_nchw, to_pixels, window_reader
+from bsrn_edge.pixels import check_image, pad_to_min, row_writer, to_nchw, to_pixels, window_reader
 
 from .backends.base import Backend, pixel_layout
 from .bands import banded_apply
@@ -195,7 +195,7 @@ class Upscaler:
         """Float N×3×h×w in [0, 1] → float N×3×sh×sw, whatever the model's pixel I/O; never non-finite."""
         try:
             if self._pixels == "uint8":
-                return from_pixels(self.backend.infer(to_pixels(x)))
+                return to_nchw(self.backend.infer(to_pixels(x)))  # uint8 N×sh×sw×3 → float
             y = self.backend.infer(x)
             if np.isfinite(y).all():
                 return y

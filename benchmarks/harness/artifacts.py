@@ -7,7 +7,6 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from bsrn_edge._lazy import available
 from bsrn_edge.cache import cache_root
 from bsrn_edge.datasets import Pair
 from bsrn_edge.imageio import read_rgb
@@ -49,8 +48,6 @@ def cached_export(loaded: "LoadedModel", cache: Path, fp16: bool) -> dict[str, P
 
 def trt_unavailable(device: str) -> str | None:
     """Why the tensorrt row cannot run here, or None."""
-    if not available("tensorrt"):
-        return "TensorRT is not installed (pip install 'bsrn-edge[tensorrt]' on a CUDA machine, then --device cuda)"
     if device != "cuda":
         return "TensorRT runs on a CUDA GPU only; pass --device cuda"
     from bsrn_edge.export.pipeline import tensorrt_unavailable_reason

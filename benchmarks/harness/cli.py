@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Iterable, TypeVar
 
-from bsrn_edge.errors import BsrnEdgeError, InputError, MissingDependencyError
+from bsrn_edge.errors import BsrnEdgeError, MissingDependencyError
 from bsrn_edge.imageio import write_atomic
 
 from .config import BACKENDS, DEFAULT_MODELS, BenchConfig, parse_backends, parse_models, parse_size
@@ -61,20 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def _bar(total: int | None, desc: str, leave: bool) -> "object | None":
-    try:
-        from tqdm import tqdm
-    except ImportError:  # tqdm is a dependency, but a bar is never worth failing for
-        return None
-    return tqdm(total=total, desc=desc, file=sys.stderr, leave=leave, disable=None, unit="row")
-
-
 def tqdm_progress(it: Iterable[T], desc: str) -> Iterable[T]:
-    """``it`` wrapped in a tqdm bar on stderr labelled ``desc`` (``it`` itself where tqdm is missing)."""
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return it
+    """``it`` wrapped in a tqdm bar on stderr labelled ``desc``."""
+    from tqdm import tqdm
+
     return tqdm(it, desc=desc, file=sys.stderr, leave=False, disable=None, unit="img")
 
 
@@ -113,15 +103,15 @@ def main(argv: list[str] | None = None) -> int:
             for line in header:
                 print(f"# {line}", file=err)
         rows: list[BenchRow] = []
-        bar = _bar(len(cfg.models) * len(cfg.backends), "bsrn-bench", leave=False)
-        for row in iter_bench(cfg, progress=tqdm_progress):
-            rows.append(row)
-            if bar is not None:
-                bar.update(1)  # type: ignore[attr-defined]
-            if row.status != "ok":
-                print(f"bsrn-bench: {row.model}/{row.backend}: {row.note or row.status}", file=err)
-        if bar is not None:
-            bar.close()  # type: ignore[attr-defined]
+        from tqdm import tqdm
+
+        with tqdm(total=len(cfg.models) * len(cfg.backends), desc="bsrn-bench", file=sys.stderr, leave=False,
+                  disable=None, unit="row") as bar:
+            for row in iter_bench(cfg, progress=tqdm_progress):
+                rows.append(row)
+                bar.update(1)
+                if row.status != "ok":
+                    print(f"bsrn-bench: {row.model}/{row.backend}: {row.note or row.status}", file=err)
         text = render(rows, args.format, header)
         if args.out is not None:
             write_atomic(args.out, text.encode("utf-8"))
@@ -131,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     except MissingDependencyError as exc:
         print(f"bsrn-bench: error: {exc}", file=err)
         return EXIT_DEPENDENCY
-    except (InputError, BsrnEdgeError) as exc:
+    except BsrnEdgeError as exc:
         print(f"bsrn-bench: error: {exc}", file=err)
         return EXIT_INPUT
     failed = [r for r in rows if r.status == "failed"]

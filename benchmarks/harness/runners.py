@@ -93,7 +93,20 @@ class TorchRunner(Runner):
             self.torch.cuda.empty_cache()
 
 
-class OrtRunner(Runner):
+class BackendRunner(Runner):
+    """Any runtime :class:`~bsrn_edge.runtime.backends.base.Backend` (its ``infer`` is the forward pass)."""
+
+    def __init__(self, backend: Any, note: str = ""):
+        self.backend, self.note = backend, note
+
+    def upscale(self, x: np.ndarray) -> np.ndarray:
+        return self.backend.infer(x)
+
+    def close(self) -> None:
+        self.backend.close()
+
+
+class OrtRunner(BackendRunner):
     """An exported ONNX on :class:`~bsrn_edge.runtime.backends.onnxruntime.OnnxRuntimeBackend` (CPU, or the
     CUDA provider with onnxruntime-gpu)."""
 
@@ -103,37 +116,20 @@ class OrtRunner(Runner):
         provider = "CUDAExecutionProvider" if device == "cuda" else "cpu"
         # own arenas: with the process-wide shared one, a model measured after another would reuse
         # the arena the first one grew, and its memory column would read near zero
-        self.backend = OnnxRuntimeBackend(onnx_path, device=provider, threads=threads, shared_arena=False)
-        used = self.backend.session.get_providers()[0]
+        backend = OnnxRuntimeBackend(onnx_path, device=provider, threads=threads, shared_arena=False)
+        used = backend.session.get_providers()[0]
         if device == "cuda" and used != "CUDAExecutionProvider":
             raise InputError(
-                f"ONNX Runtime has no CUDA provider here (providers: {', '.join(self.backend.session.get_providers())}); "
+                f"ONNX Runtime has no CUDA provider here (providers: {', '.join(backend.session.get_providers())}); "
                 f"install onnxruntime-gpu (pip install 'bsrn-edge[gpu]') or use --device cpu"
             )
-        if device == "cuda":
-            self.note = _COPIES_NOTE
-
-    def upscale(self, x: np.ndarray) -> np.ndarray:
-        return self.backend.infer(x)
-
-    def close(self) -> None:
-        self.backend.close()
+        super().__init__(backend, _COPIES_NOTE if device == "cuda" else "")
 
 
-class TrtRunner(Runner):
+class TrtRunner(BackendRunner):
     """A TensorRT engine on :class:`~bsrn_edge.runtime.backends.tensorrt.TensorRTBackend`."""
-
-    note = _COPIES_NOTE
 
     def __init__(self, engine_path: Path):
         from bsrn_edge.runtime.backends.tensorrt import TensorRTBackend
 
-        self.backend = TensorRTBackend(engine_path)
-
-    def upscale(self, x: np.ndarray) -> np.ndarray:
-        return self.backend.infer(x)
-
-    def close(self) -> None:
-        close = getattr(self.backend, "close", None)
-        if callable(close):
-            close()
+        super().__init__(TensorRTBackend(engine_path), _COPIES_NOTE)
