@@ -21,13 +21,12 @@ from bsrn_edge.runtime.cli import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_
                                    usage_error, video_options)
 from bsrn_edge.runtime.cli import open_upscaler as open_checked  # the single-machine model and --tile checks
 
-from .manifest import MANIFEST_NAME, Entry, ManifestLog, read_manifest, resume, write_manifest
+from .manifest import MANIFEST_NAME, OUTCOME_OF_STATUS, Entry, ManifestLog, read_manifest, resume, write_manifest
 from .plan import actor_shape, discover_inputs, plan_outputs
 from .ray_job import WorkerOptions, cluster_resources, connect, run_on_ray
 
 __all__ = ["run_command"]
 
-_OUTCOME = {"done": "written", "skipped": "skipped", "failed": "failed"}  # manifest status → attempt() outcome
 
 
 def _worker_options(args: argparse.Namespace) -> WorkerOptions:
@@ -59,7 +58,7 @@ def _on_cluster(todo: list[Job], args: argparse.Namespace, options: WorkerOption
                     log.add(entry)
                     entries[entry.input] = entry
                     bar.update()
-                    if count_outcome(tally, entry.input, _OUTCOME[entry.status], entry.reason, stop, say):
+                    if count_outcome(tally, entry.input, OUTCOME_OF_STATUS[entry.status], entry.reason, stop, say):
                         break
             finally:
                 log.close()

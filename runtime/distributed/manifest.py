@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 MANIFEST_NAME = "bsrn-manifest.jsonl"
 Status = Literal["done", "skipped", "failed"]
 _STATUSES = ("done", "skipped", "failed")
+#: bsrn-upscale's outcome of one input (``runtime.cli.attempt``) ↔ its manifest status
+STATUS_OF_OUTCOME = {"written": "done", "skipped": "skipped", "failed": "failed"}
+OUTCOME_OF_STATUS = {status: outcome for outcome, status in STATUS_OF_OUTCOME.items()}
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,10 @@ class Entry:
     status: Status
     reason: str | None = None
     worker: str | None = None
+
+    @classmethod
+    def for_job(cls, job: Job, status: Status, reason: str | None = None, worker: str | None = None) -> Entry:
+        return cls(str(job.src), str(job.dst), status, reason, worker)
 
     def to_json(self) -> str:
         return json.dumps({k: v for k, v in asdict(self).items() if v is not None}, ensure_ascii=False)
@@ -124,5 +131,5 @@ def resume(jobs: list[Job], previous: dict[str, Entry], force: bool) -> tuple[li
         if before is not None and before.status == "done" and before.output == str(job.dst):
             settled.append(before)
         else:
-            settled.append(Entry(str(job.src), str(job.dst), "skipped"))
+            settled.append(Entry.for_job(job, "skipped"))
     return todo, settled

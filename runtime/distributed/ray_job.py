@@ -35,13 +35,12 @@ from bsrn_edge.errors import InputError
 from bsrn_edge.runtime.cli import Job, attempt
 from bsrn_edge.runtime.video import Span, VideoOptions
 
-from .manifest import Entry
+from .manifest import STATUS_OF_OUTCOME, Entry
 from .plan import VIDEO, ActorShape
 from .segments import Joiner, parse_span, split_jobs
 
 __all__ = ["WorkerOptions", "UpscaleActor", "connect", "run_on_ray"]
 
-_STATUS = {"written": "done", "skipped": "skipped", "failed": "failed"}
 
 
 @dataclass(frozen=True)
@@ -108,7 +107,7 @@ class UpscaleActor:
             segment = parse_span(str(span))
             run = self._segment_runner(segment) if segment else self._run_video if job.fmt == VIDEO else None
             outcome, msg, stop = attempt(job, self.up, self.force, run)
-            for key, value in (("input", src), ("output", dst), ("status", _STATUS[outcome]), ("reason", msg),
+            for key, value in (("input", src), ("output", dst), ("status", STATUS_OF_OUTCOME[outcome]), ("reason", msg),
                                ("stop", stop), ("worker", self.worker)):
                 rows[key].append(str(value or ""))
         return rows

@@ -116,12 +116,12 @@ class Joiner:
         try:
             if failed:
                 k, e = failed[0]
-                return Entry(str(job.src), str(job.dst), "failed",
-                             f"segment {k + 1}/{n} ({_seconds(video.spans[k])}): {e.reason}", workers)
+                return Entry.for_job(job, "failed",
+                                     f"segment {k + 1}/{n} ({_seconds(video.spans[k])}): {e.reason}", workers)
             join_segments(job.src, video.parts, job.dst)
-            return Entry(str(job.src), str(job.dst), "done", None, workers)
+            return Entry.for_job(job, "done", None, workers)
         except (BsrnEdgeError, OSError) as exc:
-            return Entry(str(job.src), str(job.dst), "failed", f"joining the {n} segments: {exc}", workers)
+            return Entry.for_job(job, "failed", f"joining the {n} segments: {exc}", workers)
         finally:
             self._remove(video)
 
