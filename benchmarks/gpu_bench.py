@@ -51,6 +51,8 @@ class Row:
     into_ms: float | None = None
     stream_fps: float | None = None
     big_s: float | None = None
+    big_again_s: float | None = None
+    net_big_s: float | None = None
     mem_mb: float | None = None
     note: str = ""
     extra: dict[str, float] = field(default_factory=dict)
@@ -104,8 +106,26 @@ def net_only(backend: Any, torch: Any, device: str, sz: Sizes, time_it: Callable
     return out[0], out[1]
 
 
-def through_runtime(up: Any, sz: Sizes, device: str, torch: Any | None) -> tuple[float, float, float]:
-    """(upscale_into wall ms, stream fps, big upscale wall s) through the Upscaler, host uint8 in and out."""
+def net_big(backend: Any, torch: Any, device: str, sz: Sizes) -> float:
+    """Seconds of the network alone on the big image (input on the device; median of 2 after a warm-up):
+    what the runtime's big upscale is compared with."""
+    from bsrn_edge.bench import cuda_event_clock, time_calls
+    from bsrn_edge.pixels import to_nchw
+
+    x = torch.from_numpy(to_nchw(real_image(*sz.big))).to(device)
+
+    def call() -> None:
+        with backend._lock, torch.inference_mode():
+            backend.forward_tensor(x)
+
+    ms = time_calls(call, 2, 1, clock=cuda_event_clock() if device == "cuda" else None).median
+    del x
+    return ms / 1000.0
+
+
+def through_runtime(up: Any, sz: Sizes, device: str, torch: Any | None) -> tuple[float, float, float, float]:
+    """(upscale_into wall ms, stream fps, big upscale wall s: first call and a second one) through the
+    Upscaler, host uint8 in and out. The first call at a new size pays the allocator's first allocation."""
     from bsrn_edge.bench import time_calls
 
     frame = real_image(*sz.frame)
@@ -119,9 +139,12 @@ def through_runtime(up: Any, sz: Sizes, device: str, torch: Any | None) -> tuple
     fps = n / (time.perf_counter() - t0)
     big = real_image(*sz.big)
     up.upscale(big[:64, :64])  # warm
-    t0 = time.perf_counter()
-    up.upscale(big)
-    return into, fps, time.perf_counter() - t0
+    walls = []
+    for _ in range(2):
+        t0 = time.perf_counter()
+        up.upscale(big)
+        walls.append(time.perf_counter() - t0)
+    return into, fps, walls[0], walls[1]
 
 
 def torch_rows(device: str, sz: Sizes, time_it: Callable[..., float], skip_compile: bool) -> list[Row]:
@@ -132,7 +155,7 @@ def torch_rows(device: str, sz: Sizes, time_it: Callable[..., float], skip_compi
 
     paths = [("PyTorch fp32 eager", "fp32", "eager")]
     if device == "cuda":
-        paths += [("PyTorch fp16 + CUDA graph", "fp16", "graph")]
+        paths += [("PyTorch fp16 eager", "fp16", "eager"), ("PyTorch fp16 + CUDA graph", "fp16", "graph")]
         if not skip_compile:
             paths += [("PyTorch fp16 + inductor", "fp16", "compile")]
     rows = []
@@ -146,11 +169,13 @@ def torch_rows(device: str, sz: Sizes, time_it: Callable[..., float], skip_compi
             if mode == "compile":
                 row.note = f"first call per shape compiles (setup {time.perf_counter() - t0:.0f} s)"
             up = Upscaler(be)
-            row.into_ms, row.stream_fps, row.big_s = through_runtime(up, sz, device, torch)
+            row.into_ms, row.stream_fps, row.big_s, row.big_again_s = through_runtime(up, sz, device, torch)
             row.mem_mb = _peak_mb(torch, device)
+            row.net_big_s = net_big(be, torch, device, sz)
         except Exception as exc:  # noqa: BLE001 - one failing path must not stop the others
             row.note = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         rows.append(row)
+        print(f"done: {row_line(row)}", file=sys.stderr, flush=True)  # a run cut short keeps what it measured
     return rows
 
 
@@ -174,7 +199,7 @@ def ort_row(sz: Sizes, tmp: Path) -> Row:
         from bsrn_edge.runtime import Upscaler
 
         up = Upscaler(_export_u8(tmp), device="cuda")
-        row.into_ms, row.stream_fps, row.big_s = through_runtime(up, sz, "cuda", None)
+        row.into_ms, row.stream_fps, row.big_s, row.big_again_s = through_runtime(up, sz, "cuda", None)
     except Exception as exc:  # noqa: BLE001
         row.note = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
     return row
@@ -194,7 +219,7 @@ def trt_row(sz: Sizes, tmp: Path) -> Row:
         onnx = _export_u8(tmp)
         build_engine_step(onnx, default_profile(15, 195), "fp16", "require", lambda m: None)
         up = Upscaler(engine_path_for(onnx))
-        row.into_ms, row.stream_fps, row.big_s = through_runtime(up, sz, "cuda", None)
+        row.into_ms, row.stream_fps, row.big_s, row.big_again_s = through_runtime(up, sz, "cuda", None)
     except Exception as exc:  # noqa: BLE001
         row.note = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
     return row
@@ -208,12 +233,16 @@ def table(rows: list[Row], sz: Sizes, machine: str) -> str:
     (sh, sw), (fh, fw), (bh, bw) = sz.small, sz.frame, sz.big
     lines = [f"# {machine}",
              f"| {MODEL} path | net {sw}×{sh} [ms] | net {fw}×{fh} [ms] | upscale_into {fw}×{fh}→×4 [ms] | "
-             f"stream fps ({sz.frames} frames) | upscale {bw}×{bh}→×4 [s] | peak device mem [MB] | note |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
-    for r in rows:
-        lines.append(f"| {r.path} | {_f(r.net_small_ms, 2)} | {_f(r.net_frame_ms, 2)} | {_f(r.into_ms, 1)} | "
-                     f"{_f(r.stream_fps, 1)} | {_f(r.big_s, 2)} | {_f(r.mem_mb, 0)} | {r.note} |")
+             f"stream fps ({sz.frames} frames) | upscale {bw}×{bh}→×4 first / again [s] | net {bw}×{bh} [s] | peak device mem [MB] | note |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    lines += [row_line(r) for r in rows]
     return "\n".join(lines)
+
+
+def row_line(r: Row) -> str:
+    return (f"| {r.path} | {_f(r.net_small_ms, 2)} | {_f(r.net_frame_ms, 2)} | {_f(r.into_ms, 1)} | "
+            f"{_f(r.stream_fps, 1)} | {_f(r.big_s, 2)} / {_f(r.big_again_s, 2)} | {_f(r.net_big_s, 2)} | "
+            f"{_f(r.mem_mb, 0)} | {r.note} |")
 
 
 def targets(rows: list[Row]) -> list[str]:
@@ -228,8 +257,9 @@ def targets(rows: list[Row]) -> list[str]:
             over = r.into_ms - r.net_frame_ms
             out.append(f"{r.path}: upscale_into {r.into_ms:.1f} ms = network + {over:.1f} ms "
                        f"({'ok' if over <= 8 else 'NO'}, target ≤ +8 ms)")
-        if r.big_s is not None:
-            out.append(f"{r.path}: big upscale {r.big_s:.2f} s ({'ok' if r.big_s <= 1.5 else 'NO'}, target ≤ 1.5 s)")
+        if r.big_s is not None and r.big_again_s is not None:
+            out.append(f"{r.path}: big upscale {r.big_s:.2f} s first, {r.big_again_s:.2f} s again "
+                       f"({'ok' if max(r.big_s, r.big_again_s) <= 1.5 else 'NO'}, target ≤ 1.5 s)")
     fastest = min((r.net_frame_ms for r in rows if r.net_frame_ms and r.path.startswith("PyTorch")), default=None)
     if fastest is not None:
         out.append(f"fastest PyTorch network-only {fastest:.2f} ms ({'ok' if fastest <= 8 else 'NO'}, target ≤ 8 ms)")
