@@ -97,8 +97,7 @@ VARIANTS: dict[str, Variant] = {
             arch="bsrn",
             scale=4,
             config=(("channels", 48), ("blocks", 5), ("scale", 4), ("small", True)),
-            min_size=15,
-            tiling="discouraged",
+            min_size=15,  # BSRN-S has no CCA (a learnt channel weight instead): ESA is local, tiles suit it
             origin=f"{_AUTHORS}; authors' BSRN-S checkpoint net_g_BSRN-S.pth",
             checkpoint="net_g_BSRN-S.pth",
             aliases=("bsrn-s",),
@@ -109,7 +108,6 @@ VARIANTS: dict[str, Variant] = {
             scale=4,
             config=(("channels", 48), ("blocks", 5), ("scale", 4), ("small", True)),
             min_size=15,
-            tiling="discouraged",
             origin="NTIRE 2022 Efficient SR challenge, team 18 (XPixel) entry team18_bsrn.pth",
             checkpoint="team18_bsrn.pth",
         ),
