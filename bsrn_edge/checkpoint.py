@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from ._lazy import require
 from .errors import CheckpointError, InputError
-from .variants import VARIANTS, Variant, bundled_checkpoint, get_variant
+from .sizes import SizeRequirements
+from .variants import VARIANTS, Tiling, Variant, bundled_checkpoint, get_variant
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -29,9 +30,13 @@ _WRAPPERS = ("params_ema", "params", "state_dict", "model_state_dict", "model", 
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A loaded network and the facts about it.
+    """A loaded network and the facts about it; call it like a spandrel ``ImageModelDescriptor``.
 
     ``model`` is an eval-mode torch module mapping N×3×H×W float RGB in [0, 1] to N×3×sH×sW.
+    ``loaded(image)`` does the same, padding an input below the network's minimum size and cropping
+    the output back, and clamps to [0, 1]. Descriptor fields under spandrel's names: ``scale``,
+    ``size_requirements``, ``tiling``, ``supports_half``, ``supports_bfloat16``, ``input_channels``,
+    ``output_channels``, ``purpose``, ``device``, ``dtype``, ``to``/``half``/``float``/``cpu``/``cuda``.
     """
 
     model: "nn.Module"
@@ -44,6 +49,11 @@ class LoadedModel:
         return self.variant.name
 
     @property
+    def architecture(self) -> str:
+        """The architecture family: "bsrn", "imdn", "rfdn" or "rlfn"."""
+        return self.variant.arch
+
+    @property
     def scale(self) -> int:
         return self.variant.scale
 
@@ -52,8 +62,89 @@ class LoadedModel:
         return self.variant.min_size
 
     @property
+    def size_requirements(self) -> SizeRequirements:
+        """The input-size rules (also answers spandrel's ``minimum``/``multiple_of``/``get_padding``)."""
+        return self.variant.sizes
+
+    @property
+    def tiling(self) -> Tiling:
+        """"supported", or "discouraged" where global statistics (BSRN's CCA) make tiles change the output."""
+        return self.variant.tiling
+
+    @property
+    def supports_half(self) -> bool:
+        return self.variant.supports_half
+
+    @property
+    def supports_bfloat16(self) -> bool:
+        return self.variant.supports_bfloat16
+
+    input_channels = 3
+    output_channels = 3
+    purpose = "SR"
+
+    @property
     def num_params(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
+
+    @property
+    def device(self) -> "torch.device":
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> "torch.dtype":
+        return next(self.model.parameters()).dtype
+
+    def to(self, *args: Any, **kwargs: Any) -> "LoadedModel":
+        """Move or cast the module in place (``torch.nn.Module.to`` arguments); returns self."""
+        torch = require("torch")
+        dtype = kwargs.get("dtype") or next((a for a in args if isinstance(a, torch.dtype)), None)
+        if (dtype == torch.float16 and not self.supports_half) or (dtype == torch.bfloat16 and not self.supports_bfloat16):
+            raise InputError(f"{self.name} does not run in {dtype}; use float32")
+        self.model.to(*args, **kwargs)
+        return self
+
+    def half(self) -> "LoadedModel":
+        return self.to(require("torch").float16)
+
+    def float(self) -> "LoadedModel":
+        return self.to(require("torch").float32)
+
+    def cpu(self) -> "LoadedModel":
+        return self.to("cpu")
+
+    def cuda(self, index: int | None = None) -> "LoadedModel":
+        return self.to("cuda" if index is None else f"cuda:{index}")
+
+    def eval(self) -> "LoadedModel":
+        self.model.eval()
+        return self
+
+    def __call__(self, image: "torch.Tensor") -> "torch.Tensor":
+        """Upscale an N×3×H×W tensor of RGB in [0, 1] (the module's device and dtype) → N×3×sH×sW in [0, 1].
+
+        Inputs smaller than ``size_requirements.minimum`` are mirror-padded at the bottom and right (as
+        the runtime does) and the output is cropped back, so any size ≥ 1 works.
+        """
+        torch = require("torch")
+        if not isinstance(image, torch.Tensor) or image.ndim != 4 or image.shape[1] != self.input_channels:
+            shape = tuple(image.shape) if hasattr(image, "shape") else type(image).__name__
+            raise InputError(f"{self.name}: expected an N×3×H×W RGB tensor in [0, 1], got {shape}")
+        h, w = image.shape[-2:]
+        with torch.inference_mode():
+            out = self.model(_mirror_pad(image, self.min_size)).clamp_(0.0, 1.0)
+        return out[..., : h * self.scale, : w * self.scale]
+
+
+def _mirror_pad(t: "torch.Tensor", minimum: int) -> "torch.Tensor":
+    """Mirror ``t`` (…×H×W) at the bottom and right, edge pixel repeated, until both sides reach ``minimum``
+    (the rule of :func:`bsrn_edge.pixels.pad_to_min`, on tensors)."""
+    torch = require("torch")
+    while t.shape[-2] < minimum or t.shape[-1] < minimum:
+        ph, pw = min(max(0, minimum - t.shape[-2]), t.shape[-2]), min(max(0, minimum - t.shape[-1]), t.shape[-1])
+        t = torch.cat([t, t[..., t.shape[-2] - ph:, :].flip(-2)], dim=-2) if ph else t
+        t = torch.cat([t, t[..., :, t.shape[-1] - pw:].flip(-1)], dim=-1) if pw else t
+    return t
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:

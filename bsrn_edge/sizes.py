@@ -36,6 +36,28 @@ class SizeRequirements:
         if self.minimum < 1 or self.alignment < 1 or not 0 <= self.offset < self.alignment:
             raise InputError(f"invalid size requirements {self!r}: need minimum ≥ 1, alignment ≥ 1, 0 ≤ offset < alignment")
 
+    # -- spandrel's names, for users of both (spandrel.SizeRequirements): the network takes any size
+    # from the minimum up; ``alignment`` is where tiles should start, not a constraint on the input.
+    @property
+    def multiple_of(self) -> int:
+        """Input sides need not be a multiple of anything (spandrel's ``multiple_of``): 1."""
+        return 1
+
+    @property
+    def square(self) -> bool:
+        """Inputs need not be square (spandrel's ``square``)."""
+        return False
+
+    @property
+    def none(self) -> bool:
+        """True when any input size runs (spandrel's ``none``)."""
+        return self.minimum <= 1
+
+    def get_padding(self, width: int, height: int) -> tuple[int, int]:
+        """(pad_width, pad_height) that makes a ``width × height`` input acceptable: spandrel's method, with
+        spandrel's argument order (width first). Pad at the right and bottom; crop the output back."""
+        return max(0, self.minimum - width), max(0, self.minimum - height)
+
     def accepts(self, height: int, width: int) -> bool:
         """True when a ``height × width`` input can be run as it is."""
         return min(height, width) >= self.minimum

@@ -153,3 +153,62 @@ def test_detect_reads_shapes_not_names_of_files():
     sd = load_model("bsrn-x3").model.state_dict()
     assert detect_variant(sd).name == "bsrn-x3"
     assert np.isclose(sum(v.numel() for v in sd.values()), PARAMS["bsrn-x3"])
+
+
+# -- the loaded model as a descriptor (spandrel's calling convention) ---------------------------
+def _tensor(img: np.ndarray):  # H×W×3 uint8 → 1×3×H×W float in [0, 1]
+    return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))[None].float() / 255.0
+
+
+def test_loaded_model_is_callable_like_a_descriptor(lr_images):
+    m = load_model("bsrn-s-x4")
+    x = _tensor(lr_images[0][:40, :52])
+    with torch.no_grad():
+        want = m.model(x).clamp(0, 1)
+    got = m(x)
+    assert got.shape == (1, 3, 160, 208)
+    assert torch.equal(got, want)
+    assert (m.scale, m.input_channels, m.output_channels, m.purpose) == (4, 3, 3, "SR")
+    assert m.size_requirements.minimum == 15 and m.size_requirements.multiple_of == 1
+    assert m.size_requirements.get_padding(12, 7) == (3, 8)  # spandrel's order: width first
+    assert m.size_requirements.get_padding(40, 52) == (0, 0)
+    assert m.supports_half and m.supports_bfloat16
+    assert (m.dtype, m.device.type) == (torch.float32, "cpu")
+
+
+def test_tiling_hint_follows_the_architecture():
+    assert load_model("bsrn-x2").tiling == "discouraged"  # CCA: whole-input channel statistics
+    assert load_model("bsrn-s-x4").tiling == "supported"  # no CCA in BSRN-S
+    assert load_model("rfdn").tiling == "supported"
+
+
+def test_small_inputs_are_padded_and_cropped_as_the_runtime_does(lr_images):
+    from bsrn_edge.runtime import Upscaler
+
+    tiny = np.ascontiguousarray(lr_images[1][20:30, 30:42])  # 10×12, below BSRN-S's 15-pixel minimum
+    m = load_model("bsrn-s-x4")
+    out = m(_tensor(tiny))
+    assert out.shape == (1, 3, 40, 48)
+    mine = (out[0].permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8)
+    runtime = Upscaler("bsrn-s-x4", device="cpu").upscale(tiny)
+    assert np.abs(mine.astype(int) - runtime.astype(int)).max() <= 1
+
+
+def test_half_precision_through_the_descriptor(lr_images):
+    m = load_model("bsrn-s-x4")
+    x = _tensor(lr_images[2][:32, :32])
+    ref = m(x)
+    m.half()
+    assert m.dtype == torch.float16
+    out = m(x.half()).float()
+    m.float()
+    mse = float(((out - ref) ** 2).mean())
+    assert 10 * np.log10(1.0 / mse) > 45.0  # FP16 on a real image: no overflow, close to FP32
+
+
+def test_descriptor_rejects_what_is_not_an_rgb_batch():
+    m = load_model("bsrn-s-x4")
+    with pytest.raises(Exception, match=r"N×3×H×W"):
+        m(torch.zeros(3, 20, 20))
+    with pytest.raises(Exception, match=r"N×3×H×W"):
+        m(torch.zeros(1, 4, 20, 20))
