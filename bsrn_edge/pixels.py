@@ -52,7 +52,7 @@ def check_image(image: np.ndarray) -> np.ndarray:
     if a.dtype not in DTYPES:
         raise InputError(f"pixels must be uint8, uint16 or float32, got {a.dtype}; convert the array first")
     if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (1, 3, 4)):
-        raise InputError(f"expected an H×W, H×W×1, H×W×3 or H×W×4 image, got shape {a.shape}")
+        raise InputError(f"expected an H×W (grey), H×W×1, H×W×3 (RGB) or H×W×4 (RGBA) image, got shape {a.shape}")
     return a
 
 

@@ -34,8 +34,9 @@ def device_of(backend: object) -> Any:
 def check_frame(frame: np.ndarray) -> tuple[int, int, int]:
     """A camera frame must be an H×W×3 uint8 array; returns its shape."""
     if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-        raise InputError(f"frames must be H×W×3 uint8 arrays, got {getattr(frame, 'shape', type(frame).__name__)} "
-                         f"{getattr(frame, 'dtype', '')}; use upscale() for other images")
+        raise InputError(f"frames must be H×W×3 uint8 RGB arrays (Upscaler(channel_order='bgr') for OpenCV's BGR), "
+                         f"got {getattr(frame, 'shape', type(frame).__name__)} {getattr(frame, 'dtype', '')}; "
+                         "use upscale() for other images")
     return frame.shape  # type: ignore[return-value]
 
 

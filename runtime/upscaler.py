@@ -19,13 +19,14 @@ from .bands import banded_apply
 from .frames import FramePipeline, NonFiniteOutputError, check_frame, device_of
 from .tiling import DEFAULT_OVERLAP, TilePlan, plan_tiles
 
-__all__ = ["Upscaler", "open_backend", "BackendName", "NonFiniteOutputError"]
+__all__ = ["Upscaler", "open_backend", "BackendName", "ChannelOrder", "NonFiniteOutputError"]
 
 log = logging.getLogger(__name__)
 
 BackendName = Literal["auto", "onnxruntime", "tensorrt", "torch"]
 DeviceName = Literal["auto", "cpu", "cuda"]
 Precision = Literal["auto", "fp32", "fp16"]
+ChannelOrder = Literal["rgb", "bgr"]
 # live feature maps per LR pixel and channel, measured as ONNX Runtime's peak RSS increase
 # (bsrn-bench): ≈15 for BSRN-S (48 channels), ≈30 for BSRN (64 channels); rounded up
 _ACT_MAPS_SMALL, _ACT_MAPS = 16, 32
@@ -120,6 +121,10 @@ class Upscaler:
 
     ``model`` is a file or bundled name, or an already open :class:`Backend`.
 
+    Pixels are RGB (RGBA, grey) in and out, as Pillow and imageio give them. ``channel_order="bgr"``
+    takes and returns BGR(A) instead, the order of OpenCV's ``cv2.imread`` and ``VideoCapture``; without
+    it a BGR array comes out with red and blue swapped (nothing in the pixels can tell the two apart).
+
     A network output with NaN or infinity is never returned as an image: an FP16 model falls back to
     the FP32 artifact beside it when there is one (with a warning), otherwise
     :class:`NonFiniteOutputError` names the model and the input size.
@@ -129,7 +134,11 @@ class Upscaler:
 
     def __init__(self, model: str | Path | Backend, backend: BackendName = "auto", *, tile: int | Literal["auto"] | None = "auto",
                  overlap: int | None = None, batch: int = 1, memory_mb: int = 768, device: DeviceName | str = "auto",
-                 precision: Precision | str = "auto", slots: int = 3, threads: int | None = None):
+                 precision: Precision | str = "auto", slots: int = 3, threads: int | None = None,
+                 channel_order: ChannelOrder = "rgb"):
+        if channel_order not in ("rgb", "bgr"):
+            raise InputError(f"channel_order must be 'rgb' or 'bgr' (OpenCV's order), got {channel_order!r}")
+        self.channel_order = channel_order
         if batch < 1:
             raise InputError(f"batch must be ≥ 1, got {batch}")
         if isinstance(tile, int) and not isinstance(tile, bool) and tile < 1:
@@ -269,9 +278,18 @@ class Upscaler:
         h, w = a.shape[:2]
         out = np.empty((h * self.scale, w * self.scale, *a.shape[2:]), a.dtype)
         planes = ["rgb", "alpha"] if a.ndim == 3 and a.shape[2] == 4 else ["rgb"]
+        rgb = self._as_rgb(a)
         for plane in planes:
-            self._run_plane(a, plane, out)
+            self._run_plane(rgb, plane, out)
+        if self.channel_order == "bgr" and out.ndim == 3:
+            out[..., :3] = out[..., 2::-1]  # back to the caller's order (numpy copies the overlapping source)
         return out
+
+    def _as_rgb(self, a: np.ndarray) -> np.ndarray:
+        """``a`` in RGB(A) order: a free view for channel_order="rgb", reordered for "bgr"."""
+        if self.channel_order == "rgb" or a.ndim != 3 or a.shape[2] < 3:
+            return a
+        return a[..., ::-1] if a.shape[2] == 3 else a[..., [2, 1, 0, 3]]
 
     def _run_plane(self, a: np.ndarray, plane: str, out: np.ndarray) -> None:
         h, w = a.shape[:2]
@@ -344,14 +362,16 @@ class Upscaler:
         if not self._whole(h, w):
             out[...] = self.upscale(frame)
             return out
+        src, dst = self._as_rgb(frame), self._as_rgb(out)  # views: BGR costs no extra pass
         if self._frames is not None:
-            return self._frames.run(frame, out)
+            self._frames.run(src, dst)
+            return out
         x, y = self._frame_buffers(frame.shape)
-        to_nchw(frame, out=x)
+        to_nchw(src, out=x)
         self.backend.infer_into(x, y)
         if not np.isfinite(y).all():
             y = self._fallback_infer(x)
-        row_writer(out, "rgb", want[:2])(0, want[0], y[0].transpose(1, 2, 0))
+        row_writer(dst, "rgb", want[:2])(0, want[0], y[0].transpose(1, 2, 0))
         return out
 
     def stream(self, frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
@@ -372,7 +392,15 @@ class Upscaler:
             yield from it
 
         if self._frames is not None and self._whole(*first.shape[:2]):
-            yield from self._frames.stream(chained())
+            if self.channel_order == "rgb":
+                yield from self._frames.stream(chained())
+                return
+            bgr: np.ndarray | None = None  # one reused buffer, contiguous so OpenCV can draw on it
+            for rgb in self._frames.stream(self._as_rgb(f) for f in chained()):
+                if bgr is None or bgr.shape != rgb.shape:
+                    bgr = np.empty_like(rgb)
+                np.copyto(bgr, rgb[..., ::-1])
+                yield bgr
             return
         out: np.ndarray | None = None
         for frame in chained():

@@ -338,3 +338,29 @@ def test_ort_provider_choice(monkeypatch):
     assert _providers("cuda:0") == ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
     monkeypatch.setattr(ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
     assert _providers("auto") == ["CPUExecutionProvider"]
+
+
+@pytest.mark.parametrize("device_path", [False, True])
+def test_bgr_frames_for_opencv_users(torch_cpu, bsrn_s_export, lr_images, device_path):
+    """channel_order="bgr": BGR in, BGR out, equal to the RGB result reversed, on every entry point and on
+    both the host path (ONNX Runtime) and the device path (PyTorch tensors); RGBA as BGRA."""
+    model = torch_cpu if device_path else bsrn_s_export.files["onnx"]
+    up_rgb = Upscaler(model, tile=None)
+    up_bgr = Upscaler(model, tile=None, channel_order="bgr")
+    assert (up_bgr._frames is not None) == device_path
+    frames = _clip(lr_images, 30, 40, 3)
+    bgr = [np.ascontiguousarray(f[..., ::-1]) for f in frames]
+    np.testing.assert_array_equal(up_bgr.upscale(bgr[0]), up_rgb.upscale(frames[0])[..., ::-1])
+    out = np.empty((120, 160, 3), np.uint8)
+    # the frame entry points (a uint8 device path where there is one) against their own RGB results
+    want = [up_rgb.upscale_into(f, np.empty((120, 160, 3), np.uint8)) for f in frames]
+    np.testing.assert_array_equal(up_bgr.upscale_into(bgr[1], out), want[1][..., ::-1])
+    streamed = [o.copy() for o in up_bgr.stream(iter(bgr))]
+    for got, w in zip(streamed, want):
+        np.testing.assert_array_equal(got, w[..., ::-1])
+    assert all(o.flags.c_contiguous for o in up_bgr.stream(iter(bgr[:1])))  # OpenCV can draw on it
+    rgba = np.dstack([frames[0], np.full(frames[0].shape[:2], 200, np.uint8)])
+    bgra = np.ascontiguousarray(rgba[..., [2, 1, 0, 3]])
+    np.testing.assert_array_equal(up_bgr.upscale(bgra), up_rgb.upscale(rgba)[..., [2, 1, 0, 3]])
+    with pytest.raises(InputError, match="channel_order"):
+        Upscaler(torch_cpu, channel_order="BGRA")
