@@ -20,6 +20,9 @@ _HINTS: dict[str, tuple[str, str]] = {
     "av": ("video", "reading and writing video files (PyAV, FFmpeg's libraries)"),
     "cv2": ("camera", "camera capture in examples/camera_app.py (OpenCV)"),
     "ray": ("ray", "running bsrn-upscale on a Ray cluster (Ray Data)"),
+    "tifffile": ("formats", "reading and writing TIFF files"),
+    "imagecodecs": ("formats", "fast 16-bit PNG and compressed TIFF codecs"),
+    "spandrel": ("spandrel", "registering bsrn-edge's architectures with spandrel (chaiNNer, ComfyUI)"),
 }
 
 

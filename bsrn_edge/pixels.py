@@ -13,7 +13,7 @@ import numpy as np
 from bsrn_edge.errors import InputError
 
 __all__ = ["check_image", "pad_to_min", "window_reader", "row_writer", "DTYPES", "to_nchw", "from_nchw",
-           "to_pixels", "quantize"]
+           "to_pixels", "quantize", "resize", "outscale_size"]
 
 _CHUNK = 32  # output rows converted per step
 DTYPES = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0, np.dtype(np.float32): 1.0}
@@ -44,6 +44,35 @@ def from_nchw(x: np.ndarray) -> np.ndarray:
 def to_pixels(x: np.ndarray) -> np.ndarray:
     """N×3×H×W float in [0, 1] → N×H×W×3 uint8 (what a uint8-I/O model takes), clamped and rounded."""
     return np.ascontiguousarray(quantize(np.asarray(x).transpose(0, 2, 3, 1)))
+
+
+def outscale_size(height: int, width: int, outscale: float) -> tuple[int, int]:
+    """The output size for a final scale of ``outscale`` (Real-ESRGAN's rule: ``int(side × outscale)``, at least 1)."""
+    if not outscale > 0:
+        raise InputError(f"outscale must be a number > 0, got {outscale}")
+    return max(1, int(height * outscale)), max(1, int(width * outscale))
+
+
+def resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """``image`` resampled to ``height × width`` with a Lanczos-3 filter (Pillow's), same layout and dtype.
+
+    Each channel is filtered in float32, then clamped, rounded half to even and cast like the network's
+    output, so 16-bit and float images keep their depth and alpha is filtered as its own plane.
+    """
+    from bsrn_edge._lazy import require
+
+    Image = require("PIL.Image")
+    a = check_image(image)
+    if a.shape[:2] == (height, width):
+        return a.copy()
+    planes = a[..., None] if a.ndim == 2 else a
+    peak = DTYPES[a.dtype]
+    out = np.empty((height, width, planes.shape[2]), a.dtype)
+    for c in range(planes.shape[2]):
+        f = Image.fromarray(np.ascontiguousarray(planes[..., c], dtype=np.float32), mode="F")
+        r = np.asarray(f.resize((width, height), Image.Resampling.LANCZOS), dtype=np.float32)
+        out[..., c] = np.clip(r, 0.0, peak) if a.dtype == np.float32 else quantize(r / peak, peak, a.dtype)
+    return out[..., 0] if a.ndim == 2 else out
 
 
 def check_image(image: np.ndarray) -> np.ndarray:

@@ -13,10 +13,11 @@ import argparse
 import contextlib
 import errno
 import os
+import re
 import signal
 import sys
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator, Literal
 
@@ -24,13 +25,13 @@ import numpy as np
 
 from bsrn_edge._lazy import require
 from bsrn_edge.errors import BsrnEdgeError, InputError, MissingDependencyError
-from bsrn_edge.imageio import IMAGE_EXTENSIONS, atomic_path, is_partial, remove_partials, write_atomic
+from bsrn_edge.imageio import IMAGE_EXTENSIONS, is_partial, remove_partials
+from bsrn_edge.pixels import outscale_size, resize
 
-from .png16 import apply_orientation, encode_png16, is_png16_color, read_png16
+from .images import MAX_PIXELS, OUTPUT_FORMATS as FORMATS, holds_alpha, output_ext, read_image, write_image
 from .video import VideoOptions, looks_like_video, parse_frames
 
-_FORMATS = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP"}
-MAX_PIXELS = 64_000_000  # LR pixels; larger files are treated as decompression bombs
+DEFAULT_MODEL = "bsrn-s-x4"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_MISSING, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 # write errors after which no later file can succeed either: the batch stops with its summary
 _STOP_ERRNOS = {errno.EROFS: "read-only file system", errno.ENOSPC: "disk full", errno.EDQUOT: "disk quota exceeded"}
@@ -53,12 +54,47 @@ def whole_number(minimum: int):  # type: ignore[no-untyped-def]
 
 
 def _tile(text: str) -> int | Literal["auto"] | None:
-    if text in ("auto", "none"):
-        return None if text == "none" else "auto"
+    if text in ("auto", "none", "0"):  # 0: no tiling, as in Real-ESRGAN
+        return None if text != "auto" else "auto"
     try:
         return whole_number(1)(text)
     except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(f"expected 'auto', 'none' or a side in LR pixels ≥ 1, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected 'auto', 0 (no tiles) or a side in LR pixels ≥ 1, got {text!r}") from None
+
+
+def _device(text: str) -> str:
+    """-g/--device: auto, cpu, cuda, cuda:N, or a GPU index N as Real-ESRGAN's -g takes it (-1: the CPU)."""
+    t = text.strip().lower()
+    if t in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", t):
+        return t
+    if re.fullmatch(r"-?\d+", t):
+        return "cpu" if int(t) < 0 else f"cuda:{int(t)}"
+    raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda, cuda:N or a GPU index (-1 for the CPU), got {text!r}")
+
+
+def _outscale(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value <= 64:
+        raise argparse.ArgumentTypeError(f"expected a final scale > 0 (e.g. 2, 3.5), at most 64; got {text!r}")
+    return value
+
+
+def _suffix(text: str) -> str:
+    if "/" in text or "\\" in text or text in (".", ".."):
+        raise argparse.ArgumentTypeError(f"a suffix is part of a file name; got {text!r}")
+    return text
+
+
+def _ext(text: str) -> str | None:
+    if text.strip().lower() == "auto":
+        return None
+    ext = output_ext(text.strip())
+    if ext is None:
+        raise argparse.ArgumentTypeError(f"expected auto, {', '.join(FORMATS)} (or jpeg, tiff); got {text!r}")
+    return ext
 
 
 def _frames(text: str) -> tuple[int, int | None]:
@@ -79,22 +115,46 @@ def _seconds(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="bsrn-upscale", description="Upscale images and videos with a BSRN model.")
+    ap = argparse.ArgumentParser(
+        prog="bsrn-upscale", description="Upscale images and videos with a BSRN model.",
+        epilog="Flags follow Real-ESRGAN's inference_realesrgan.py (-i -o -n -s -t -g --fp32 --ext --suffix) and "
+               "realesrgan-ncnn-vulkan (-m -f); see the README's 'Coming from Real-ESRGAN / chaiNNer'.")
     ap.add_argument("-i", "--input", required=True, type=Path,
                     help="image file, folder or video file (with --ray also a glob or a text file of paths)")
     ap.add_argument("-o", "--output", required=True, type=Path, help="output file (for one input) or folder")
-    ap.add_argument("--model", required=True, help=".onnx, .engine, checkpoint file or bundled name")
-    ap.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "tensorrt", "torch"])
-    ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
-                    help="where to run (default: a GPU when the backend can use one)")
-    ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16"],
-                    help="fp16 picks the .fp16 sibling of an .onnx, or runs a checkpoint in half precision on a GPU")
-    ap.add_argument("--tile", default="auto", type=_tile, help="LR tile side, 'auto' (default) or 'none'")
+    ap.add_argument("-m", "--model", "-n", "--model-name", dest="model", default=DEFAULT_MODEL,
+                    help=f".onnx, .engine, checkpoint file or bundled name (default {DEFAULT_MODEL}, the bundled BSRN-S ×4)")
+    ap.add_argument("-s", "--outscale", type=_outscale, metavar="S",
+                    help="final scale of the output against the input (e.g. 2 with a ×4 model): the network's "
+                         "output is resampled with a Lanczos filter (default: the model's own scale)")
+    ap.add_argument("-t", "--tile", default="auto", type=_tile,
+                    help="LR tile side in pixels, 0 for no tiling, or 'auto' (default: whole images that fit the "
+                         "memory budget, tiles for the rest)")
     ap.add_argument("--overlap", type=whole_number(0), default=None, help="LR overlap between tiles (≥ 0)")
     ap.add_argument("--batch", type=whole_number(1), default=1, help="tiles per inference call (≥ 1)")
-    ap.add_argument("--format", choices=sorted(_FORMATS), help="output format (default: the input's, else png)")
+    ap.add_argument("-g", "--device", type=_device, default="auto", metavar="DEVICE",
+                    help="auto (default: a GPU when the backend can use one), cpu, cuda, cuda:N, or a GPU index N "
+                         "as in Real-ESRGAN (-1: the CPU)")
+    ap.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "tensorrt", "torch"])
+    prec = ap.add_mutually_exclusive_group()
+    prec.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16"],
+                      help="fp16 picks the .fp16 sibling of an .onnx, or runs a checkpoint in half precision on a GPU")
+    prec.add_argument("--fp32", dest="precision", action="store_const", const="fp32",
+                      help="full precision: the FP32 .onnx when both siblings exist (as Real-ESRGAN's --fp32)")
+    prec.add_argument("--fp16", dest="precision", action="store_const", const="fp16",
+                      help="half precision: the .fp16 sibling of an .onnx / a checkpoint in FP16 on a GPU")
+    ap.add_argument("--memory-mb", type=whole_number(64), default=768, metavar="MB",
+                    help="host memory for tiling on the CPU: larger images are tiled within it (default 768)")
+    ap.add_argument("--max-pixels", type=whole_number(1), default=MAX_PIXELS, metavar="N",
+                    help=f"refuse inputs of more than N pixels as possible decompression bombs (default {MAX_PIXELS:,})")
+    ap.add_argument("-f", "--ext", "--format", dest="ext", type=_ext, default=None, metavar="EXT",
+                    help="output format: auto (default: the input's own when it is png, jpg, webp or tif, else "
+                         "png), png, jpg, webp or tif; an image with alpha asked for as jpg is written as png")
+    ap.add_argument("--suffix", type=_suffix, default="", help="added to each output's name: "
+                                                               "--suffix out writes photo_out.png (default: none)")
+    ap.add_argument("--lossless", action="store_true", help="WebP outputs: lossless (default: quality 95)")
     ap.add_argument("--force", action="store_true",
-                    help="redo outputs that already exist (default: skip them as done); never overwrites inputs")
+                    help="redo outputs that already exist (default: skip them as done, exit 0); never overwrites inputs")
     vid = ap.add_argument_group("video files: -i a video, -o a video file or folder (pip install 'bsrn-edge[video]')")
     vid.add_argument("--codec", help="video encoder (default libx264, libvpx-vp9 for .webm; also libx265, ffv1, …)")
     vid.add_argument("--crf", type=whole_number(0), help="constant quality, lower is better (default 12 for libx264, "
@@ -119,68 +179,33 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-# -- image files -----------------------------------------------------------------------------
-def read_image(path: Path):  # type: ignore[no-untyped-def]
-    """Read a file with EXIF orientation applied; returns (array, ICC profile bytes or None)."""
-    Image = require("PIL.Image")
-    ImageOps = require("PIL.ImageOps")
-    if path.stat().st_size == 0:
-        raise InputError(f"{path}: the file is empty")
-    try:
-        with Image.open(path) as im:  # reads the header only
-            if im.width * im.height > MAX_PIXELS:
-                raise InputError(f"{path}: refused as a possible decompression bomb ({im.width}×{im.height} px, "
-                                 f"more than {MAX_PIXELS:,}); split the image or raise the limit")
-            im.load()
-            icc = im.info.get("icc_profile")
-            if im.format == "PNG" and is_png16_color(path):  # Pillow would drop to 8 bits
-                return apply_orientation(read_png16(path), im.getexif().get(0x0112, 1)), icc
-            im = ImageOps.exif_transpose(im)
-            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-                arr = np.asarray(im).astype(np.uint16)
-            elif im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-                arr = np.asarray(im.convert("RGBA"))
-            elif im.mode == "L":
-                arr = np.asarray(im)
-            else:
-                arr = np.asarray(im.convert("RGB"))
-    except InputError:
-        raise
-    except Image.DecompressionBombError as exc:
-        raise InputError(f"{path}: refused as a possible decompression bomb ({exc})") from exc
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise InputError(f"{path}: corrupt, truncated or unsupported image ({exc})") from exc
-    return arr, icc
-
-
-def write_image(arr: np.ndarray, dest: Path, fmt: str, icc: bytes | None) -> None:
-    """Encode and write atomically: ``dest`` is either absent, or complete; an ``OSError`` leaves no temporary."""
-    Image = require("PIL.Image")
-    if arr.dtype == np.uint16 and arr.ndim == 3 and fmt == "PNG":
-        write_atomic(dest, encode_png16(arr if arr.shape[2] != 1 else np.repeat(arr, 3, axis=2), icc))
-        return
-    if arr.dtype == np.uint16:  # 16-bit to a format without 16-bit colour: keep the high byte
-        im = Image.fromarray(arr if arr.ndim == 2 else (arr >> 8).astype(np.uint8))
-    else:
-        im = Image.fromarray(arr)
-    if fmt == "JPEG" and im.mode == "RGBA":
-        im = im.convert("RGB")
-    kwargs = {"icc_profile": icc} if icc else {}
-    if fmt == "JPEG":
-        kwargs["quality"] = 95
-    with atomic_path(dest) as tmp:
-        im.save(tmp, format=fmt, **kwargs)
-
-
 # -- planning --------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Job:
-    """One input and the output planned for it; ``refusal`` set when the plan already forbids it."""
+    """One input and the output planned for it; ``refusal`` set when the plan already forbids it.
+
+    ``alpha_dst``: where the output goes instead when the image has alpha and ``fmt`` cannot hold it
+    (JPEG → PNG), chosen with the whole batch in view so it never takes an input's or another output's name.
+    """
 
     src: Path
     dst: Path
     fmt: str
     refusal: str | None = None
+    alpha_dst: Path | None = None
+
+    def done(self) -> bool:
+        """True when this job's output exists (under either name): a re-run skips it."""
+        return self.dst.is_file() or (self.alpha_dst is not None and self.alpha_dst.is_file())
+
+
+@dataclass(frozen=True)
+class ImageOptions:
+    """How each image is read, resampled and written (the image flags of ``bsrn-upscale``)."""
+
+    outscale: float | None = None  # final scale against the input; None: the model's
+    max_pixels: int = MAX_PIXELS
+    lossless: bool = False  # WebP
 
 
 def list_inputs(src: Path) -> list[Path]:
@@ -195,26 +220,25 @@ def list_inputs(src: Path) -> list[Path]:
     return files
 
 
-def _out_ext(f: Path, fmt: str | None) -> str:
-    own = f.suffix.lower().lstrip(".").replace("jpeg", "jpg")
-    return fmt or (own if own in _FORMATS else "png")
+def _out_ext(f: Path, ext: str | None) -> str:
+    return ext or output_ext(f.suffix) or "png"
 
 
-def _folder_names(files: list[Path], fmt: str | None) -> dict[Path, str]:
-    """Output names in one folder: ``<stem>.<ext>``, unless two inputs would share it (compared without
-    regard to case, as on macOS and Windows). Then the input whose extension is the output's keeps the
-    plain name and every other one keeps its own extension too: ``pic.png`` → ``pic.png``,
+def _folder_names(files: list[Path], ext: str | None, suffix: str = "") -> dict[Path, str]:
+    """Output names in one folder: ``<stem><suffix>.<ext>``, unless two inputs would share it (compared
+    without regard to case, as on macOS and Windows). Then the input whose extension is the output's keeps
+    the plain name and every other one keeps its own extension too: ``pic.png`` → ``pic.png``,
     ``pic.bmp`` → ``pic.bmp.png``; ``shot.jpg`` → ``shot.jpg``, ``shot.jpeg`` → ``shot.jpeg.jpg``.
     A clash that remains (``Pic.png`` beside ``pic.png``) is refused before anything runs."""
     groups: dict[str, list[Path]] = {}
     for f in files:
-        groups.setdefault(f"{f.stem}.{_out_ext(f, fmt)}".casefold(), []).append(f)
+        groups.setdefault(f"{f.stem}{suffix}.{_out_ext(f, ext)}".casefold(), []).append(f)
     names = {}
     for members in groups.values():
         for f in members:
-            ext = _out_ext(f, fmt)
-            plain = len(members) == 1 or f.suffix.lower() == f".{ext}"
-            names[f] = f"{f.stem}.{ext}" if plain else f"{f.name}.{ext}"
+            e = _out_ext(f, ext)
+            plain = len(members) == 1 or f.suffix.lower() == f".{e}"
+            names[f] = f"{f.stem}{suffix}.{e}" if plain else f"{f.stem}{suffix}{f.suffix}.{e}"
     taken: dict[str, Path] = {}
     clashes = []
     for f in files:
@@ -227,30 +251,48 @@ def _folder_names(files: list[Path], fmt: str | None) -> dict[Path, str]:
     return names
 
 
-def folder_jobs(files: list[Path], dst: Path, fmt: str | None) -> list[Job]:
+def _alpha_name(name: str, taken: set[str]) -> str:
+    """The PNG name an output called ``name`` takes when its image has alpha and its format has none:
+    ``<stem>.png``, or ``<name>.png`` when that is an input's or another output's name."""
+    plain = f"{Path(name).stem}.png"
+    return plain if plain.casefold() not in taken else f"{name}.png"
+
+
+def folder_jobs(files: list[Path], dst: Path, ext: str | None, suffix: str = "") -> list[Job]:
     """Jobs writing ``files`` (inputs of one folder) into the folder ``dst``, named by :func:`_folder_names`."""
-    return [Job(f, dst / name, _FORMATS[_out_ext(f, fmt)]) for f, name in _folder_names(files, fmt).items()]
+    names = _folder_names(files, ext, suffix)
+    taken = {n.casefold() for n in names.values()}
+    taken |= {f.name.casefold() for f in files if f.parent.resolve() == dst.resolve()}
+    jobs = []
+    for f, name in names.items():
+        fmt = FORMATS[_out_ext(f, ext)]
+        alpha = dst / _alpha_name(name, taken) if not holds_alpha(fmt) else None
+        jobs.append(Job(f, dst / name, fmt, alpha_dst=alpha))
+    return jobs
 
 
 def refuse_inputs(jobs: list[Job], files: list[Path]) -> list[Job]:
     """``jobs``, each whose output is one of the input ``files`` carrying a refusal (an input is never overwritten)."""
     inputs = {f.resolve() for f in files}
-    return [Job(j.src, j.dst, j.fmt, f"{j.dst}: is an input file; refusing to overwrite it (choose another -o)")
+    return [replace(j, refusal=f"{j.dst}: is an input file; refusing to overwrite it (choose another -o)")
             if j.dst.resolve() in inputs else j for j in jobs]
 
 
-def plan_jobs(src: Path, dst: Path, fmt: str | None) -> list[Job]:
-    """Every input with its output, planned before any work (see :func:`_folder_names` for name clashes)."""
+def plan_jobs(src: Path, dst: Path, ext: str | None, suffix: str = "") -> list[Job]:
+    """Every input with its output, planned before any work (see :func:`_folder_names` for name clashes).
+    ``ext``: the output extension (None: each input's own where it can be written, else png)."""
     files = list_inputs(src)
     if src.is_dir() or dst.is_dir() or not dst.suffix:
         if dst.exists() and not dst.is_dir():
             raise InputError(f"-o {dst}: is a file; for a folder of inputs, -o must be a folder (or a new name)")
-        jobs = folder_jobs(files, dst, fmt)
+        jobs = folder_jobs(files, dst, ext, suffix)
     else:
-        ext = fmt or dst.suffix.lower().lstrip(".").replace("jpeg", "jpg")
-        if ext not in _FORMATS:
-            raise InputError(f"{dst}: unsupported output extension; use .png, .jpg or .webp")
-        jobs = [Job(files[0], dst, _FORMATS[ext])]
+        e = ext or output_ext(dst.suffix)
+        if e is None:
+            raise InputError(f"{dst}: unsupported output extension; use .png, .jpg, .webp or .tif")
+        alpha = _alpha_name(dst.name, {files[0].name.casefold()} if files[0].parent.resolve() == dst.parent.resolve()
+                            else set())
+        jobs = [Job(files[0], dst, FORMATS[e], alpha_dst=None if holds_alpha(FORMATS[e]) else dst.parent / alpha)]
     return refuse_inputs(jobs, files)
 
 
@@ -284,25 +326,39 @@ def _write_failure(exc: OSError, dst: Path) -> tuple[str, str | None]:
     return msg, None
 
 
-def _run_one(job: Job, up, force: bool) -> str:  # type: ignore[no-untyped-def]
+def upscale_picture(pixels: np.ndarray, up, outscale: float | None) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """The network's output, resampled (Lanczos) to ``outscale`` × the input size when that differs."""
+    out = up.upscale(pixels)
+    if outscale is None or outscale == up.scale:
+        return out
+    return resize(out, *outscale_size(pixels.shape[0], pixels.shape[1], outscale))
+
+
+def _run_one(job: Job, up, force: bool, options: ImageOptions = ImageOptions()) -> str:  # type: ignore[no-untyped-def]
     """Upscale one job; returns "written" or "skipped", raises BsrnEdgeError / OSError on failure."""
     if job.refusal:
         raise InputError(job.refusal)
     if job.dst.is_dir():
         raise InputError(f"{job.dst}: a folder has the output's name; move it away or choose another -o")
-    if job.dst.exists() and not force:
+    if job.done() and not force:
         return "skipped"
-    arr, icc = read_image(job.src)
-    write_image(up.upscale(arr), job.dst, job.fmt, icc)
+    pic = read_image(job.src, max_pixels=options.max_pixels)
+    out = upscale_picture(pic.pixels, up, options.outscale)
+    dst, fmt = job.dst, job.fmt
+    if out.ndim == 3 and out.shape[2] == 4 and job.alpha_dst is not None:
+        dst, fmt = job.alpha_dst, FORMATS["png"]
+        say(f"{job.src.name} has transparency, which {job.fmt} cannot hold: writing {dst.name} (PNG) instead")
+    write_image(out, dst, fmt, icc=pic.icc, exif=pic.exif, lossless=options.lossless and fmt == FORMATS["webp"])
     return "written"
 
 
-def attempt(job: Job, up, force: bool, run=None) -> tuple[str, str | None, str | None]:  # type: ignore[no-untyped-def]
+def attempt(job: Job, up, force: bool, run=None,  # type: ignore[no-untyped-def]
+            options: ImageOptions = ImageOptions()) -> tuple[str, str | None, str | None]:
     """Run one job without raising for a per-file error: (``"written"``, ``"skipped"`` or ``"failed"``,
     the failure's message, a reason to stop the batch). Used by this loop and by the Ray workers.
-    ``run(job, up, force)`` does the work (default: an image) and raises BsrnEdgeError / OSError."""
+    ``run(job, up, force)`` does the work (default: an image with ``options``) and raises BsrnEdgeError / OSError."""
     try:
-        return (run or _run_one)(job, up, force), None, None
+        return run(job, up, force) if run else _run_one(job, up, force, options), None, None
     except BsrnEdgeError as exc:
         return "failed", str(exc), None
     except OSError as exc:
@@ -324,12 +380,13 @@ def count_outcome(tally: Tally, src: Path | str, outcome: str, msg: str | None, 
     return False
 
 
-def run_jobs(jobs: list[Job], up, force: bool, say, tally: Tally) -> None:  # type: ignore[no-untyped-def]
+def run_jobs(jobs: list[Job], up, force: bool, say, tally: Tally,  # type: ignore[no-untyped-def]
+             options: ImageOptions = ImageOptions()) -> None:
     """Run the planned jobs in order, counting into ``tally`` as they end (so an interrupt keeps the counts);
     per-file errors are reported and counted, a stop reason ends the batch."""
     tqdm = require("tqdm").tqdm
     for job in tqdm(jobs, desc="upscaling", unit="img", file=sys.stderr, disable=len(jobs) < 2):
-        if count_outcome(tally, job.src, *attempt(job, up, force), say):
+        if count_outcome(tally, job.src, *attempt(job, up, force, options=options), say):
             break
 
 
@@ -357,11 +414,21 @@ def open_upscaler(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
     try:
         return Upscaler(args.model, args.backend, tile=args.tile, overlap=args.overlap, batch=args.batch,
-                        device=args.device, precision=args.precision)
+                        device=args.device, precision=args.precision, memory_mb=args.memory_mb)
     except InputError as exc:
         if str(exc).startswith("tile "):  # the library's parameter is the command line's --tile
             raise InputError(f"--{exc}") from exc
         raise
+
+
+def name_suffix(args: argparse.Namespace) -> str:
+    """What goes between an output's stem and extension: ``_<--suffix>`` (Real-ESRGAN's ``photo_out.png``)."""
+    return f"_{args.suffix}" if args.suffix else ""
+
+
+def image_options(args: argparse.Namespace) -> ImageOptions:
+    """The image flags as :class:`ImageOptions`."""
+    return ImageOptions(args.outscale, args.max_pixels, args.lossless)
 
 
 def video_options(args: argparse.Namespace) -> VideoOptions:
@@ -425,14 +492,24 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_command(args)
     if looks_like_video(args.input):
+        image_only = [flag for flag, given in (("-s/--outscale", args.outscale is not None), ("-f/--ext", args.ext),
+                                               ("--suffix", args.suffix), ("--lossless", args.lossless)) if given]
+        if image_only:
+            print(f"bsrn-upscale: error: {', '.join(image_only)} apply to images; {args.input} is a video, which "
+                  f"comes out at the model's scale in the container -o names", file=sys.stderr)
+            return EXIT_USAGE
         return _run_video(args)
     if any(v is not None for v in (args.codec, args.crf, args.preset, args.pix_fmt, args.frames, args.preview)):
         print(f"bsrn-upscale: error: --codec, --crf, --preset, --pix-fmt, --frames and --preview apply to videos; "
               f"{args.input} is not one", file=sys.stderr)
         return EXIT_USAGE
+    if args.lossless and args.ext == "jpg":
+        print("bsrn-upscale: error: --lossless applies to WebP (PNG and TIFF are always lossless); JPEG has no "
+              "lossless mode: drop --lossless or use -f webp / -f png", file=sys.stderr)
+        return EXIT_USAGE
     tqdm = require("tqdm").tqdm
     try:  # everything that can be wrong with the command line, before any file is touched
-        jobs = plan_jobs(args.input, args.output, args.format)
+        jobs = plan_jobs(args.input, args.output, args.ext, name_suffix(args))
         up = open_upscaler(args)
     except (BsrnEdgeError, ValueError) as exc:
         return usage_error(exc)
@@ -442,7 +519,7 @@ def main(argv: list[str] | None = None) -> int:
     tally = Tally(len(jobs))
     try:
         with _terminate_as_interrupt():
-            run_jobs(jobs, up, args.force, say, tally)
+            run_jobs(jobs, up, args.force, say, tally, image_options(args))
     except KeyboardInterrupt:
         tally.stopped = "interrupted; run the same command again to resume"
         print(f"bsrn-upscale: {tally.summary()}", file=sys.stderr)

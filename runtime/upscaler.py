@@ -88,6 +88,9 @@ def open_backend(model: str | Path, backend: BackendName = "auto", device: Devic
             raise InputError(f"{model}: the tensorrt backend needs an .engine file (bsrn-export --onnx FILE --engine)")
         if device == "cpu":
             raise InputError(f"{model}: TensorRT engines run on a CUDA GPU only; use the .onnx on the CPU")
+        if str(device).startswith("cuda:") and str(device) != "cuda:0":
+            raise InputError(f"{model}: this runtime opens TensorRT engines on the first visible GPU; to use "
+                             f"{device}, run with CUDA_VISIBLE_DEVICES={str(device)[5:]} and device 'cuda'")
         from .backends.tensorrt import TensorRTBackend
 
         return TensorRTBackend(path)

@@ -19,6 +19,22 @@ needs_torch = pytest.mark.skipif(not available("torch"), reason="torch not insta
 needs_ort = pytest.mark.skipif(not available("onnxruntime"), reason="onnxruntime not installed (extra 'cpu')")
 
 
+def run_upscale(*args: object) -> int:
+    """``bsrn-upscale`` in this process with ``args`` (paths and numbers as strings); its exit code."""
+    from bsrn_edge.runtime.cli import main
+
+    return main([str(a) for a in args])
+
+
+def save_image(arr: np.ndarray, path: Path, **kw: object) -> Path:
+    """Write ``arr`` with Pillow (``kw`` to its ``save``), making the folder; returns ``path``."""
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(path, **kw)
+    return path
+
+
 def shared(*parts: str) -> Path:
     """A path under ../shared/data, skipping the test when it is absent."""
     if SHARED_DATA is None or not (SHARED_DATA.joinpath(*parts)).exists():

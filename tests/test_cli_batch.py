@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import needs_ort, needs_torch
+from conftest import run_upscale as _upscale, save_image as _save, needs_ort, needs_torch
 
 pytestmark = [needs_ort, needs_torch]  # torch builds the ONNX fixture (and runs bundled names)
 
@@ -26,20 +26,6 @@ pytestmark = [needs_ort, needs_torch]  # torch builds the ONNX fixture (and runs
 @pytest.fixture(scope="module")
 def onnx_path(bsrn_s_export):
     return bsrn_s_export.files["onnx"]
-
-
-def _upscale(*args: str) -> int:
-    from bsrn_edge.runtime.cli import main
-
-    return main([str(a) for a in args])
-
-
-def _save(arr: np.ndarray, path: Path, **kw) -> Path:
-    from PIL import Image
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(arr).save(path, **kw)
-    return path
 
 
 def _size(path: Path) -> tuple[int, int]:
@@ -91,9 +77,12 @@ def test_output_plan_rules(tmp_path):
     for name in ("pic.png", "pic.bmp", "solo.tif", ".pic.png.ab12cd34.part.png"):  # the last: a killed run's temp
         (src / name).write_bytes(b"x")
     plan = {j.src.name: (j.dst.name, j.fmt) for j in plan_jobs(src, tmp_path / "out", None)}
-    assert plan == {"pic.png": ("pic.png", "PNG"), "pic.bmp": ("pic.bmp.png", "PNG"), "solo.tif": ("solo.png", "PNG")}
+    assert plan == {"pic.png": ("pic.png", "PNG"), "pic.bmp": ("pic.bmp.png", "PNG"), "solo.tif": ("solo.tif", "TIFF")}
     plan = {j.src.name: j.dst.name for j in plan_jobs(src, tmp_path / "out", "jpg")}
     assert plan == {"pic.png": "pic.png.jpg", "pic.bmp": "pic.bmp.jpg", "solo.tif": "solo.jpg"}
+    plan = {j.src.name: (j.dst.name, j.alpha_dst.name) for j in plan_jobs(src, tmp_path / "out", "jpg", "_x4")}
+    assert plan == {"pic.png": ("pic_x4.png.jpg", "pic_x4.png.png"), "pic.bmp": ("pic_x4.bmp.jpg", "pic_x4.bmp.png"),
+                    "solo.tif": ("solo_x4.jpg", "solo_x4.png")}
     (src / "Pic.png").write_bytes(b"x")  # one name on macOS and Windows: refused, whatever this file system is
     with pytest.raises(InputError, match="Pic.png and pic.png"):
         plan_jobs(src, tmp_path / "out", None)
@@ -301,8 +290,8 @@ def test_written_files_follow_the_umask(tmp_path, onnx_path, lr_images, umask, m
 
 
 # -- usage errors ----------------------------------------------------------------------------
-@pytest.mark.parametrize("extra", [["--overlap", "-5"], ["--batch", "0"], ["--tile", "abc"], ["--tile", "0"],
-                                   ["--format", "bmp"]])
+@pytest.mark.parametrize("extra", [["--overlap", "-5"], ["--batch", "0"], ["--tile", "abc"], ["--tile", "-3"],
+                                   ["--format", "bmp"], ["-s", "0"], ["--max-pixels", "0"]])
 def test_bad_arguments_exit_2_before_touching_files(tmp_path, onnx_path, lr_images, capsys, extra):
     src = _save(lr_images[1][:20, :20], tmp_path / "in" / "a.png")
     before = src.read_bytes()

@@ -20,16 +20,10 @@ import pytest
 
 from bsrn_edge._lazy import available
 from bsrn_edge.errors import InputError
-from conftest import needs_ort, needs_torch
+from conftest import run_upscale as _upscale, needs_ort, needs_torch
 
 needs_ray = pytest.mark.skipif(not available("ray.data"), reason="ray[data] not installed (extra 'ray')")
 HAS_AV = available("av")
-
-
-def _upscale(*args) -> int:
-    from bsrn_edge.runtime.cli import main
-
-    return main([str(a) for a in args])
 
 
 def _touch(*paths: Path) -> None:

@@ -50,3 +50,27 @@ def test_python_api_snippet_prints_what_its_comments_promise():
     with contextlib.redirect_stdout(out):
         exec(compile(_python_snippet(), "README.md", "exec"), {})
     assert out.getvalue().splitlines() == PROMISED
+
+
+def test_spandrel_snippet_prints_what_its_comments_promise(tmp_path):
+    """The 'Coming from chaiNNer' snippet, run as a user would: in a folder holding net_g_BSRN-S.pth, in a
+    fresh interpreter (install() changes spandrel's global registry)."""
+    import shutil
+    import subprocess
+    import sys
+
+    import pytest
+
+    pytest.importorskip("spandrel")
+    from bsrn_edge.checkpoint import resolve_checkpoint
+
+    snippet = re.findall(r"```python\n(.*?)\n```", README, re.S)[1]
+    assert "spandrel" in snippet
+    shutil.copy(resolve_checkpoint("bsrn-s-x4"), tmp_path / "net_g_BSRN-S.pth")
+    run = subprocess.run([sys.executable, "-c", snippet], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    claimed = re.findall(r"^print\(.*?\)\s*#\s*(.+?)\s*$", snippet, re.M)
+    # independent facts: BSRN-S is ×4 with a 15-pixel minimum (REFERENCE.md §1, §5), a 10×12 input gives 40×48,
+    # and it has no CCA layer (its blocks end in a learnt channel weight), so tiling is supported
+    assert claimed == ["ImageModelDescriptor 4", "torch.Size([1, 3, 40, 48]) 15 supported True"]
+    assert run.stdout.splitlines() == claimed

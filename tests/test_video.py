@@ -19,7 +19,7 @@ import pytest
 
 from bsrn_edge.imageio import read_rgb
 from bsrn_edge.metrics import psnr
-from conftest import ROOT, needs_ort, needs_torch
+from conftest import run_upscale as upscale, ROOT, needs_ort, needs_torch
 
 av = pytest.importorskip("av", reason="PyAV not installed (extra 'video')")
 from bsrn_edge.bench.clips import write_pan_clip  # noqa: E402 - needs PyAV
@@ -36,12 +36,6 @@ def frames_of(path: Path) -> list:
 def audio_of(path: Path) -> list[tuple[bytes, float]]:
     with av.open(str(path)) as c:
         return [(bytes(p), float(p.pts * p.time_base)) for p in c.demux(audio=0) if p.size]
-
-
-def upscale(*args: object) -> int:
-    from bsrn_edge.runtime.cli import main
-
-    return main([str(a) for a in args])
 
 
 @pytest.fixture(scope="module")
@@ -218,3 +212,10 @@ def test_presets_trade_file_size_for_cpu_and_a_wrong_one_touches_nothing(clip, o
         dst = tmp_path / "bad.mkv"
         assert upscale("-i", clip, "-o", dst, "--model", onnx_path, *bad) == 2
         assert "--preset" in capsys.readouterr().err and not dst.exists()
+
+
+@pytest.mark.parametrize("flag", [["-s", "2"], ["-f", "png"], ["--suffix", "out"], ["--lossless"]])
+def test_image_only_flags_on_a_video_are_a_usage_error(clip, onnx_path, tmp_path, capsys, flag):
+    dst = tmp_path / "out.mp4"
+    assert upscale("-i", clip, "-o", dst, "--model", onnx_path, *flag) == 2
+    assert "apply to images" in capsys.readouterr().err and not dst.exists()

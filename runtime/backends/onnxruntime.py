@@ -145,13 +145,14 @@ class OnnxRuntimeBackend:
         if not self.path.is_file():
             raise InputError(f"{self.path}: no such ONNX file")
         providers = _providers(device)
-        self.device = self._device_for(providers[0])
+        gpu = int(device.split(":", 1)[1]) if device.startswith("cuda:") else 0
+        self.device = self._device_for(providers[0], gpu)
         self._stream = self.device.stream() if self.device is not None else None
         handle = self.device.stream_handle(self._stream) if self.device is not None else 0
         try:
             self.session = ort.InferenceSession(str(self.path), session_options(threads, shared_arena=shared_arena),
                                                 providers=providers,
-                                                provider_options=provider_options(providers, self.path, handle))
+                                                provider_options=provider_options(providers, self.path, handle, gpu))
         except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types
             raise InputError(f"{self.path}: ONNX Runtime cannot load it ({str(exc).splitlines()[0]})") from exc
         props = dict(self.session.get_modelmeta().custom_metadata_map)
@@ -179,9 +180,9 @@ class OnnxRuntimeBackend:
         self._lock = threading.Lock()
 
     @staticmethod
-    def _device_for(provider: str):  # type: ignore[no-untyped-def]
+    def _device_for(provider: str, gpu: int = 0):  # type: ignore[no-untyped-def]
         """Host buffers on the CPU; on a GPU provider, PyTorch's device helper when torch is installed, else pycuda's
-        (None when neither is: then only the host path runs)."""
+        (None when neither is: then only the host path runs). ``gpu``: the CUDA device index."""
         from bsrn_edge._lazy import available
 
         if provider not in ("CUDAExecutionProvider", "TensorrtExecutionProvider"):
@@ -191,7 +192,10 @@ class OnnxRuntimeBackend:
         if available("torch"):
             from ..devices.torch import TorchDevice
 
-            return TorchDevice("cuda")
+            return TorchDevice(f"cuda:{gpu}")
+        if gpu:
+            raise InputError(f"GPU {gpu} without PyTorch: pycuda's device helper drives GPU 0 only; "
+                             f"run with CUDA_VISIBLE_DEVICES={gpu} and device 'cuda' instead")
         if available("pycuda.driver"):
             from ..devices.pycuda import PycudaDevice
 

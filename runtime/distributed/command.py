@@ -18,7 +18,7 @@ from bsrn_edge._lazy import require
 from bsrn_edge.errors import BsrnEdgeError
 from bsrn_edge.imageio import remove_partials
 from bsrn_edge.runtime.cli import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Job, Tally, count_outcome, say,
-                                   usage_error, video_options)
+                                   image_options, name_suffix, usage_error, video_options)
 from bsrn_edge.runtime.cli import open_upscaler as open_checked  # the single-machine model and --tile checks
 
 from .manifest import MANIFEST_NAME, OUTCOME_OF_STATUS, Entry, ManifestLog, read_manifest, resume, write_manifest
@@ -38,7 +38,8 @@ def _worker_options(args: argparse.Namespace) -> WorkerOptions:
         open_checked(argparse.Namespace(**{**vars(args), "model": name}))
     extra = {} if args.segment_seconds is None else {"segment_seconds": float(args.segment_seconds)}
     return WorkerOptions(name, args.backend, args.device, args.precision, args.tile, args.overlap, args.batch,
-                         args.force, video=video_options(args), **extra)
+                         args.force, memory_mb=args.memory_mb, image=image_options(args), video=video_options(args),
+                         **extra)
 
 
 def _on_cluster(todo: list[Job], args: argparse.Namespace, options: WorkerOptions, tally: Tally,
@@ -74,7 +75,7 @@ def run_command(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:  # everything that can be wrong with the command line, before any file is touched
         ray_error = require("ray").exceptions.RayError
-        jobs = plan_outputs(discover_inputs(args.input, exclude=args.output), args.output, args.format)
+        jobs = plan_outputs(discover_inputs(args.input, exclude=args.output), args.output, args.ext, name_suffix(args))
         options = _worker_options(args)
         manifest = Path(os.path.abspath(args.output)) / MANIFEST_NAME
         previous = read_manifest(manifest)

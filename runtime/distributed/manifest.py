@@ -124,7 +124,7 @@ def resume(jobs: list[Job], previous: dict[str, Entry], force: bool) -> tuple[li
     todo: list[Job] = []
     settled: list[Entry] = []
     for job in jobs:
-        if force or job.refusal or not job.dst.is_file():
+        if force or job.refusal or not job.done():
             todo.append(job)
             continue
         before = previous.get(str(job.src))

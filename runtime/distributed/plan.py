@@ -113,7 +113,7 @@ def discover_inputs(spec: str | os.PathLike[str], exclude: str | os.PathLike[str
     return Inputs(root, tuple(sorted(set(files))))
 
 
-def plan_outputs(inputs: Inputs, out_dir: str | os.PathLike[str], fmt: str | None) -> list[Job]:
+def plan_outputs(inputs: Inputs, out_dir: str | os.PathLike[str], fmt: str | None, suffix: str = "") -> list[Job]:
     """One :class:`Job` per input, written under ``out_dir`` at the input's path relative to the root.
 
     Image names in each folder follow ``bsrn-upscale`` (a clash that cannot be resolved is an
@@ -130,7 +130,7 @@ def plan_outputs(inputs: Inputs, out_dir: str | os.PathLike[str], fmt: str | Non
     for rel, files in by_folder.items():
         images = [f for f in files if f.suffix.lower() in IMAGE_EXTENSIONS]
         try:
-            jobs += folder_jobs(images, out / rel, fmt) if images else []
+            jobs += folder_jobs(images, out / rel, fmt, suffix) if images else []
         except InputError as exc:
             raise InputError(f"{inputs.root / rel}: {exc}") from exc
         jobs += [Job(f, output_for(f, out / rel / (f.stem + f.suffix.lower())), VIDEO)

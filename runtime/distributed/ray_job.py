@@ -3,7 +3,7 @@
 The Dataset holds paths only (one row, and one block, per input: an image, or a whole video file run
 through :func:`bsrn_edge.runtime.video.upscale_video`, audio remuxed, or one segment of a long video:
 see :mod:`.segments`); each actor decodes images with
-``bsrn-upscale``'s own reader (:func:`bsrn_edge.runtime.cli.read_image`) and writes with its atomic
+``bsrn-upscale``'s own reader (:func:`bsrn_edge.runtime.images.read_image`) and writes with its atomic
 writer, through :func:`bsrn_edge.runtime.cli.attempt`, so outputs are the single-machine ones bit for
 bit. ``ray.data.read_images`` is not used: checked on Ray 2.60, it ignores EXIF orientation (a rotated
 JPEG comes out unrotated), drops the ICC profile (there is no column for it) and reads 16-bit colour
@@ -32,7 +32,7 @@ import numpy as np
 
 from bsrn_edge._lazy import require
 from bsrn_edge.errors import InputError
-from bsrn_edge.runtime.cli import Job, attempt
+from bsrn_edge.runtime.cli import ImageOptions, Job, attempt
 from bsrn_edge.runtime.video import Span, VideoOptions
 
 from .manifest import STATUS_OF_OUTCOME, Entry
@@ -56,6 +56,8 @@ class WorkerOptions:
     batch: int = 1
     force: bool = False
     threads: int | None = None
+    memory_mb: int = 768
+    image: ImageOptions = ImageOptions()
     video: VideoOptions = VideoOptions()
     segment_seconds: float = 60.0  # a longer video is upscaled in segments of this length (0: never)
 
@@ -73,8 +75,9 @@ class UpscaleActor:
 
         o = options
         self.up = Upscaler(o.model, o.backend, tile=o.tile, overlap=o.overlap, batch=o.batch, device=o.device,  # type: ignore[arg-type]
-                           precision=o.precision, threads=o.threads)
+                           precision=o.precision, threads=o.threads, memory_mb=o.memory_mb)
         self.force = o.force
+        self.image = o.image
         self.video = o.video
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
 
@@ -102,11 +105,13 @@ class UpscaleActor:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[str]]:
         rows: dict[str, list[str]] = {k: [] for k in ("input", "output", "status", "reason", "stop", "worker")}
         spans = batch["span"] if "span" in batch else [""] * len(batch["src"])
-        for src, dst, fmt, refusal, span in zip(batch["src"], batch["dst"], batch["fmt"], batch["refusal"], spans):
-            job = Job(Path(str(src)), Path(str(dst)), str(fmt), str(refusal) or None)
+        alphas = batch["alpha"] if "alpha" in batch else [""] * len(batch["src"])
+        for src, dst, fmt, refusal, alpha, span in zip(batch["src"], batch["dst"], batch["fmt"], batch["refusal"],
+                                                       alphas, spans):
+            job = Job(Path(str(src)), Path(str(dst)), str(fmt), str(refusal) or None, Path(str(alpha)) if alpha else None)
             segment = parse_span(str(span))
             run = self._segment_runner(segment) if segment else self._run_video if job.fmt == VIDEO else None
-            outcome, msg, stop = attempt(job, self.up, self.force, run)
+            outcome, msg, stop = attempt(job, self.up, self.force, run, self.image)
             for key, value in (("input", src), ("output", dst), ("status", STATUS_OF_OUTCOME[outcome]), ("reason", msg),
                                ("stop", stop), ("worker", self.worker)):
                 rows[key].append(str(value or ""))

@@ -58,7 +58,8 @@ class SplitVideo:
 
 
 def _item(job: Job, dst: Path, span: Span | None) -> dict[str, str]:
-    return {"src": str(job.src), "dst": str(dst), "fmt": job.fmt, "refusal": job.refusal or "", "span": span_text(span)}
+    return {"src": str(job.src), "dst": str(dst), "fmt": job.fmt, "refusal": job.refusal or "",
+            "alpha": str(job.alpha_dst or ""), "span": span_text(span)}
 
 
 def split_jobs(jobs: Sequence[Job], seconds: float) -> tuple[list[dict[str, str]], list[SplitVideo]]:
