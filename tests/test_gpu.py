@@ -92,3 +92,25 @@ def test_graph_and_compile_modes_match_eager(mode, lr_images):
     worst, share = _levels(a, b)
     assert worst <= 2 and share <= 0.001, (mode, worst, share)
     np.testing.assert_array_equal(Upscaler(other, tile=None).upscale(img), b)  # replay is deterministic
+
+
+def test_gpu_bgr_frames(gpu_up, lr_images):
+    """channel_order='bgr' on the GPU device path: the RGB result reversed, for upscale_into and stream."""
+    bgr_up = Upscaler(gpu_up.backend, tile=None, channel_order="bgr")
+    frames = [_fit(img, 90, 160) for img in lr_images[:3]]
+    want = [gpu_up.upscale_into(f, np.empty((360, 640, 3), np.uint8)).copy() for f in frames]
+    bgr = [np.ascontiguousarray(f[..., ::-1]) for f in frames]
+    np.testing.assert_array_equal(bgr_up.upscale_into(bgr[0], np.empty((360, 640, 3), np.uint8)), want[0][..., ::-1])
+    for got, w in zip((o.copy() for o in bgr_up.stream(iter(bgr))), want):
+        np.testing.assert_array_equal(got, w[..., ::-1])
+
+
+def test_loaded_model_descriptor_in_half_precision_on_the_gpu(lr_images):
+    from bsrn_edge import load_model
+
+    m = load_model("bsrn-s-x4").cuda().half()
+    x = torch.from_numpy(np.ascontiguousarray(lr_images[2][:10, :12].transpose(2, 0, 1)))[None].cuda().half() / 255
+    out = m(x)
+    assert out.shape == (1, 3, 40, 48) and out.dtype == torch.float16 and out.device.type == "cuda"
+    ref = load_model("bsrn-s-x4")(x.float().cpu())
+    assert float((out.float().cpu() - ref).abs().max()) < 0.02
