@@ -149,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"refuse inputs of more than N pixels as possible decompression bombs (default {MAX_PIXELS:,})")
     ap.add_argument("-f", "--ext", "--format", dest="ext", type=_ext, default=None, metavar="EXT",
                     help="output format: auto (default: the input's own when it is png, jpg, webp or tif, else "
-                         "png), png, jpg, webp or tif; an image with alpha asked for as jpg is written as png")
+                         "png), png, jpg, webp or tif; an image with transparency asked for as jpg is written as png")
     ap.add_argument("--suffix", type=_suffix, default="", help="added to each output's name: "
                                                                "--suffix out writes photo_out.png (default: none)")
     ap.add_argument("--lossless", action="store_true", help="WebP outputs: lossless (default: quality 95)")
@@ -334,6 +334,11 @@ def upscale_picture(pixels: np.ndarray, up, outscale: float | None) -> np.ndarra
     return resize(out, *outscale_size(pixels.shape[0], pixels.shape[1], outscale))
 
 
+def _opaque(rgba: np.ndarray) -> bool:
+    """True when every pixel of an H×W×4 image is fully opaque."""
+    return bool((rgba[..., 3] == np.iinfo(rgba.dtype).max).all()) if rgba.dtype.kind == "u" else bool((rgba[..., 3] >= 1).all())
+
+
 def _run_one(job: Job, up, force: bool, options: ImageOptions = ImageOptions()) -> str:  # type: ignore[no-untyped-def]
     """Upscale one job; returns "written" or "skipped", raises BsrnEdgeError / OSError on failure."""
     if job.refusal:
@@ -346,8 +351,11 @@ def _run_one(job: Job, up, force: bool, options: ImageOptions = ImageOptions()) 
     out = upscale_picture(pic.pixels, up, options.outscale)
     dst, fmt = job.dst, job.fmt
     if out.ndim == 3 and out.shape[2] == 4 and job.alpha_dst is not None:
-        dst, fmt = job.alpha_dst, FORMATS["png"]
-        say(f"{job.src.name} has transparency, which {job.fmt} cannot hold: writing {dst.name} (PNG) instead")
+        if _opaque(pic.pixels):  # an alpha channel that hides nothing: the JPEG loses nothing without it
+            out = out[..., :3]
+        else:
+            dst, fmt = job.alpha_dst, FORMATS["png"]
+            say(f"{job.src.name} has transparency, which {job.fmt} cannot hold: writing {dst.name} (PNG) instead")
     write_image(out, dst, fmt, icc=pic.icc, exif=pic.exif, lossless=options.lossless and fmt == FORMATS["webp"])
     return "written"
 

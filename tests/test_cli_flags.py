@@ -162,6 +162,16 @@ def test_alpha_asked_for_as_jpeg_is_written_as_png(tmp_path, onnx_path, lr_image
     assert "2 skipped" in capsys.readouterr().err
 
 
+def test_opaque_alpha_asked_for_as_jpeg_stays_jpeg(tmp_path, onnx_path, lr_images, capsys):
+    """A screenshot-style RGBA whose alpha is 255 everywhere hides nothing: -f jpg gives a JPEG, no notice."""
+    rgba = np.dstack([lr_images[1][:20, :24], np.full((20, 24), 255, np.uint8)])
+    src = _save(rgba, tmp_path / "in" / "shot.png")
+    assert _upscale("-i", src, "-o", tmp_path / "out", "-m", onnx_path, "-f", "jpg") == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["shot.jpg"]
+    assert "transparency" not in capsys.readouterr().err
+    assert _read(tmp_path / "out" / "shot.jpg").shape == (80, 96, 3)
+
+
 def test_alpha_fallback_never_takes_an_inputs_name(tmp_path, onnx_path, lr_images):
     """Written into the input folder, logo.png's JPEG output would fall back to logo.png: the input itself."""
     rgba = np.dstack([lr_images[1][:20, :24], np.full((20, 24), 99, np.uint8)])
