@@ -23,9 +23,17 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
     from torch import nn
 
-__all__ = ["LoadedModel", "load_model", "resolve_checkpoint", "read_state_dict", "unwrap_state_dict", "detect_variant", "sha256_file"]
+__all__ = ["LoadedModel", "ArchName", "frozen_model", "load_model", "resolve_checkpoint", "read_state_dict", "unwrap_state_dict", "detect_variant", "sha256_file"]
 
 _WRAPPERS = ("params_ema", "params", "state_dict", "model_state_dict", "model", "net", "generator")
+
+
+@dataclass(frozen=True)
+class ArchName:
+    """An architecture's identity, shaped like spandrel's ``Architecture`` (``id``, ``name``)."""
+
+    id: str
+    name: str
 
 
 @dataclass(frozen=True)
@@ -49,9 +57,13 @@ class LoadedModel:
         return self.variant.name
 
     @property
-    def architecture(self) -> str:
-        """The architecture family: "bsrn", "imdn", "rfdn" or "rlfn"."""
-        return self.variant.arch
+    def architecture(self) -> ArchName:
+        """The architecture, with spandrel's ``id`` and ``name`` (``BSRN``, ``IMDN``, ``RFDN``, ``RLFN``)."""
+        return ArchName(self.variant.family, self.variant.family)
+
+    @property
+    def tags(self) -> list[str]:
+        return self.variant.tags
 
     @property
     def scale(self) -> int:
@@ -116,8 +128,16 @@ class LoadedModel:
     def cuda(self, index: int | None = None) -> "LoadedModel":
         return self.to("cuda" if index is None else f"cuda:{index}")
 
+    def bfloat16(self) -> "LoadedModel":
+        return self.to(require("torch").bfloat16)
+
     def eval(self) -> "LoadedModel":
         self.model.eval()
+        return self
+
+    def train(self, mode: bool = True) -> "LoadedModel":
+        """Switch the module's training mode (spandrel's ``train``); a loaded model starts in eval mode."""
+        self.model.train(mode)
         return self
 
     def __call__(self, image: "torch.Tensor") -> "torch.Tensor":
@@ -312,15 +332,21 @@ def resolve_checkpoint(path_or_name: str | os.PathLike[str]) -> Path:
     raise CheckpointError(f"{text}: not a file and not a bundled model name; known names: {', '.join(VARIANTS)}")
 
 
+def frozen_model(variant: Variant, sd: Mapping[str, "torch.Tensor"], source: str) -> "nn.Module":
+    """The module for ``variant`` with ``sd`` loaded strictly, in eval mode, without gradients."""
+    model = build_model(variant)
+    load_state(model, sd, source)
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
 def load_model(path_or_name: str | os.PathLike[str], *, device: str = "cpu") -> LoadedModel:
     """Load a bundled model by name or a checkpoint file, detecting its variant from the weights."""
     path = resolve_checkpoint(path_or_name)
     sd = read_state_dict(path)
     digest = sha256_file(path)
     variant = detect_variant(sd, sha256=digest, source=str(path))
-    model = build_model(variant)
-    load_state(model, sd, str(path))
-    model.eval().to(device)
-    for p in model.parameters():
-        p.requires_grad_(False)
+    model = frozen_model(variant, sd, str(path)).to(device)
     return LoadedModel(model=model, variant=variant, source=str(path), sha256=digest)

@@ -62,7 +62,11 @@ class SizeRequirements:
         """True when a ``height × width`` input can be run as it is."""
         return min(height, width) >= self.minimum
 
-    def check(self, height: int, width: int, what: str = "input") -> None:
+    def check(self, width: int, height: int) -> bool:
+        """spandrel's ``check``: True when a ``width × height`` input needs no padding (width first, as there)."""
+        return self.get_padding(width, height) == (0, 0)
+
+    def require(self, height: int, width: int, what: str = "input") -> None:
         """Raise :class:`InputError` unless ``accepts``; the message says how to fix it."""
         if not self.accepts(height, width):
             raise InputError(

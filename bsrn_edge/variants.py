@@ -66,6 +66,17 @@ class Variant:
     def blocks(self) -> int:
         return int(self.kwargs["blocks"])  # type: ignore[arg-type]
 
+    @property
+    def tags(self) -> list[str]:
+        """Size tags in spandrel's style: features and blocks (``48nf``, ``5nb``), "BSRN-S" first for the small BSRN."""
+        tags = [f"{self.channels}nf", f"{self.blocks}nb"]
+        return ["BSRN-S", *tags] if self.arch == "bsrn" and self.kwargs.get("small") else tags
+
+    @property
+    def family(self) -> str:
+        """The architecture's name as spandrel's registry knows it once the plugin is installed (BSRN, IMDN, …)."""
+        return self.arch.upper()
+
 
 _AUTHORS = "Li et al., 'Blueprint Separable Residual Network for Efficient Image Super-Resolution', CVPRW 2022"
 _NTIRE = "NTIRE 2022 Efficient SR challenge (github.com/ofsoundof/NTIRE2022_ESR, MIT, see LICENSE.NTIRE2022_ESR)"

@@ -23,7 +23,7 @@ from typing import Iterator, Literal
 
 import numpy as np
 
-from bsrn_edge._lazy import require
+from bsrn_edge._lazy import available, require
 from bsrn_edge.errors import BsrnEdgeError, InputError, MissingDependencyError
 from bsrn_edge.imageio import IMAGE_EXTENSIONS, is_partial, remove_partials
 from bsrn_edge.pixels import outscale_size, resize
@@ -125,8 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("-m", "--model", "-n", "--model-name", dest="model", default=DEFAULT_MODEL,
                     help=f".onnx, .engine, checkpoint file or bundled name (default {DEFAULT_MODEL}, the bundled BSRN-S ×4)")
     ap.add_argument("-s", "--outscale", type=_outscale, metavar="S",
-                    help="final scale of the output against the input (e.g. 2 with a ×4 model): the network's "
-                         "output is resampled with a Lanczos filter (default: the model's own scale)")
+                    help="final scale of images against the input (e.g. 2 with a ×4 model): the network's "
+                         "output is resampled with a Lanczos filter (default: the model's own scale; videos keep it)")
     ap.add_argument("-t", "--tile", default="auto", type=_tile,
                     help="LR tile side in pixels, 0 for no tiling, or 'auto' (default: whole images that fit the "
                          "memory budget, tiles for the rest)")
@@ -194,9 +194,30 @@ class Job:
     refusal: str | None = None
     alpha_dst: Path | None = None
 
+    @property
+    def outputs(self) -> list[Path]:
+        """Every name this job may write (for cleaning up a killed run's temporary files)."""
+        return [self.dst] if self.alpha_dst is None else [self.dst, self.alpha_dst]
+
     def done(self) -> bool:
-        """True when this job's output exists (under either name): a re-run skips it."""
-        return self.dst.is_file() or (self.alpha_dst is not None and self.alpha_dst.is_file())
+        """True when this job's output exists: a re-run skips it. The PNG beside a JPEG output counts only
+        when the input really has transparency (else that PNG is some other file, not this job's)."""
+        if self.dst.is_file():
+            return True
+        if self.alpha_dst is None or not self.alpha_dst.is_file():
+            return False
+        try:
+            return has_transparency(read_image(self.src, max_pixels=1 << 62).pixels)
+        except BsrnEdgeError:  # unreadable now: let the run report it
+            return False
+
+
+def has_transparency(pixels: np.ndarray) -> bool:
+    """True for an H×W×4 image whose alpha is not opaque everywhere."""
+    if pixels.ndim != 3 or pixels.shape[2] != 4:
+        return False
+    top = np.iinfo(pixels.dtype).max if pixels.dtype.kind == "u" else 1.0
+    return bool((pixels[..., 3] < top).any())
 
 
 @dataclass(frozen=True)
@@ -221,7 +242,10 @@ def list_inputs(src: Path) -> list[Path]:
 
 
 def _out_ext(f: Path, ext: str | None) -> str:
-    return ext or output_ext(f.suffix) or "png"
+    """The output extension for input ``f``: ``ext``, else the input's own where bsrn-edge writes it (TIFF only
+    with tifffile installed: without the formats extra a TIFF input comes out as PNG), else png."""
+    own = output_ext(f.suffix)
+    return ext or (own if own != "tif" or available("tifffile") else None) or "png"
 
 
 def _folder_names(files: list[Path], ext: str | None, suffix: str = "") -> dict[Path, str]:
@@ -268,6 +292,14 @@ def folder_jobs(files: list[Path], dst: Path, ext: str | None, suffix: str = "")
         fmt = FORMATS[_out_ext(f, ext)]
         alpha = dst / _alpha_name(name, taken) if not holds_alpha(fmt) else None
         jobs.append(Job(f, dst / name, fmt, alpha_dst=alpha))
+    return _writable(jobs)
+
+
+def _writable(jobs: list[Job]) -> list[Job]:
+    """``jobs``, after checking that their formats can be written here: TIFF needs tifffile (the formats
+    extra); without it a MissingDependencyError (exit 3) comes before any work."""
+    if any(j.fmt == FORMATS["tif"] for j in jobs):
+        require("tifffile")
     return jobs
 
 
@@ -292,7 +324,7 @@ def plan_jobs(src: Path, dst: Path, ext: str | None, suffix: str = "") -> list[J
             raise InputError(f"{dst}: unsupported output extension; use .png, .jpg, .webp or .tif")
         alpha = _alpha_name(dst.name, {files[0].name.casefold()} if files[0].parent.resolve() == dst.parent.resolve()
                             else set())
-        jobs = [Job(files[0], dst, FORMATS[e], alpha_dst=None if holds_alpha(FORMATS[e]) else dst.parent / alpha)]
+        jobs = _writable([Job(files[0], dst, FORMATS[e], alpha_dst=None if holds_alpha(FORMATS[e]) else dst.parent / alpha)])
     return refuse_inputs(jobs, files)
 
 
@@ -334,11 +366,6 @@ def upscale_picture(pixels: np.ndarray, up, outscale: float | None) -> np.ndarra
     return resize(out, *outscale_size(pixels.shape[0], pixels.shape[1], outscale))
 
 
-def _opaque(rgba: np.ndarray) -> bool:
-    """True when every pixel of an H×W×4 image is fully opaque."""
-    return bool((rgba[..., 3] == np.iinfo(rgba.dtype).max).all()) if rgba.dtype.kind == "u" else bool((rgba[..., 3] >= 1).all())
-
-
 def _run_one(job: Job, up, force: bool, options: ImageOptions = ImageOptions()) -> str:  # type: ignore[no-untyped-def]
     """Upscale one job; returns "written" or "skipped", raises BsrnEdgeError / OSError on failure."""
     if job.refusal:
@@ -348,16 +375,29 @@ def _run_one(job: Job, up, force: bool, options: ImageOptions = ImageOptions()) 
     if job.done() and not force:
         return "skipped"
     pic = read_image(job.src, max_pixels=options.max_pixels)
-    out = upscale_picture(pic.pixels, up, options.outscale)
-    dst, fmt = job.dst, job.fmt
-    if out.ndim == 3 and out.shape[2] == 4 and job.alpha_dst is not None:
-        if _opaque(pic.pixels):  # an alpha channel that hides nothing: the JPEG loses nothing without it
-            out = out[..., :3]
+    pixels, dst, fmt = pic.pixels, job.dst, job.fmt
+    if job.alpha_dst is not None and pixels.ndim == 3 and pixels.shape[2] == 4:
+        if not has_transparency(pixels):  # an alpha that hides nothing: drop it before the network, JPEG loses nothing
+            pixels = pixels[..., :3]
         else:
             dst, fmt = job.alpha_dst, FORMATS["png"]
+            if dst.is_dir():
+                raise InputError(f"{dst}: a folder has the output's name; move it away or choose another -o")
             say(f"{job.src.name} has transparency, which {job.fmt} cannot hold: writing {dst.name} (PNG) instead")
-    write_image(out, dst, fmt, icc=pic.icc, exif=pic.exif, lossless=options.lossless and fmt == FORMATS["webp"])
+    out = upscale_picture(pixels, up, options.outscale)
+    try:
+        write_image(out, dst, fmt, icc=pic.icc, exif=pic.exif, lossless=options.lossless and fmt == FORMATS["webp"])
+    except OSError as exc:
+        raise WriteError(dst, exc) from exc
     return "written"
+
+
+class WriteError(OSError):
+    """An OSError while writing ``dest`` (which may differ from the job's planned name)."""
+
+    def __init__(self, dest: Path, cause: OSError):
+        super().__init__(cause.errno, cause.strerror or str(cause))
+        self.dest = dest
 
 
 def attempt(job: Job, up, force: bool, run=None,  # type: ignore[no-untyped-def]
@@ -370,7 +410,7 @@ def attempt(job: Job, up, force: bool, run=None,  # type: ignore[no-untyped-def]
     except BsrnEdgeError as exc:
         return "failed", str(exc), None
     except OSError as exc:
-        msg, stop = _write_failure(exc, job.dst)
+        msg, stop = _write_failure(exc, getattr(exc, "dest", job.dst))
         return "failed", msg, stop
 
 
@@ -495,6 +535,10 @@ def _run_video(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.lossless and args.ext == "jpg":
+        print("bsrn-upscale: error: --lossless applies to WebP (PNG and TIFF are always lossless); JPEG has no "
+              "lossless mode: drop --lossless or use -f webp / -f png", file=sys.stderr)
+        return EXIT_USAGE
     if args.ray is not None or args.actors or args.cpus_per_actor or args.segment_seconds is not None:
         from bsrn_edge.distributed.command import run_command
 
@@ -511,10 +555,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bsrn-upscale: error: --codec, --crf, --preset, --pix-fmt, --frames and --preview apply to videos; "
               f"{args.input} is not one", file=sys.stderr)
         return EXIT_USAGE
-    if args.lossless and args.ext == "jpg":
-        print("bsrn-upscale: error: --lossless applies to WebP (PNG and TIFF are always lossless); JPEG has no "
-              "lossless mode: drop --lossless or use -f webp / -f png", file=sys.stderr)
-        return EXIT_USAGE
     tqdm = require("tqdm").tqdm
     try:  # everything that can be wrong with the command line, before any file is touched
         jobs = plan_jobs(args.input, args.output, args.ext, name_suffix(args))
@@ -522,7 +562,7 @@ def main(argv: list[str] | None = None) -> int:
     except (BsrnEdgeError, ValueError) as exc:
         return usage_error(exc)
     print(f"bsrn-upscale: {up.meta.variant} ×{up.scale} on {up.backend_name}", file=sys.stderr)
-    outputs = [j.dst for j in jobs]
+    outputs = [p for j in jobs for p in j.outputs]
     remove_partials(outputs)  # left by a killed run
     tally = Tally(len(jobs))
     try:

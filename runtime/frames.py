@@ -103,7 +103,7 @@ class FramePipeline:
             raise NonFiniteOutputError(
                 f"{self.model} ({self.backend.name}): the network produced NaN or infinite values for a {h}×{w} "
                 "frame; nothing was returned. An FP16 model may overflow on this content: use the FP32 model "
-                "(precision='fp32') or put the FP32 .onnx beside the FP16 one so the Upscaler can fall back")
+                "(precision='fp32', bsrn-upscale --fp32) or put the FP32 .onnx beside the FP16 one so the Upscaler can fall back")
         return slot.h_out
 
     def run(self, frame: np.ndarray, out: np.ndarray) -> np.ndarray:

@@ -131,7 +131,7 @@ def read_image(path: Path, *, max_pixels: int = MAX_PIXELS) -> Picture:
 
 def _bomb(path: Path, detail: str) -> InputError:
     return InputError(f"{path}: refused as a possible decompression bomb ({detail}); "
-                      f"pass --max-pixels N to allow it (or split the image)")
+                      f"pass --max-pixels N to allow it (max_pixels= in Python), or split the image")
 
 
 def _check_size(path: Path, width: int, height: int, max_pixels: int) -> None:

@@ -253,7 +253,7 @@ def plan_tiles(
             f"overlap {overlap} leaves no room to advance a {side}-pixel window by the {alignment}-pixel grid; "
             f"use an overlap of at most {side - alignment} (about a quarter of the tile is usual)"
         )
-    SizeRequirements(min_size).check(height, width, "the LR image")
+    SizeRequirements(min_size).require(height, width, "the LR image")
     args = (side, overlap, margin, alignment, min_size, blend)
     return TilePlan(
         height=height,

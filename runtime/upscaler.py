@@ -54,7 +54,7 @@ def _pick_onnx(path: Path, precision: str, device: str) -> Path:
             raise InputError(f"{path}: precision {precision!r} requested but {want.name} is not beside it; "
                              f"export it with bsrn-export{' --fp16' if precision == 'fp16' else ''}, or pass the file itself")
         path = want
-    if device == "cuda" and name.pixels == "float" and sibling(path, pixels="uint8").is_file():
+    if device.startswith("cuda") and name.pixels == "float" and sibling(path, pixels="uint8").is_file():
         path = sibling(path, pixels="uint8")
     return path
 
@@ -68,7 +68,7 @@ def open_backend(model: str | Path, backend: BackendName = "auto", device: Devic
     ``threads``: ONNX Runtime's CPU threads (default: the physical cores); other backends ignore it.
     """
     if device not in ("auto", "cpu", "cuda") and not str(device).startswith("cuda:"):
-        raise InputError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
+        raise InputError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
     if precision not in ("auto", "fp32", "fp16"):
         raise InputError(f"precision must be 'auto', 'fp32' or 'fp16', got {precision!r}")
     path = Path(model)

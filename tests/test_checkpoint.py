@@ -212,3 +212,15 @@ def test_descriptor_rejects_what_is_not_an_rgb_batch():
         m(torch.zeros(3, 20, 20))
     with pytest.raises(Exception, match=r"N×3×H×W"):
         m(torch.zeros(1, 4, 20, 20))
+
+
+def test_descriptor_names_a_spandrel_user_expects():
+    m = load_model("bsrn-s-x4")
+    assert (m.architecture.id, m.architecture.name) == ("BSRN", "BSRN")
+    assert m.tags == ["BSRN-S", "48nf", "5nb"] and load_model("rfdn").tags == ["50nf", "4nb"]
+    req = m.size_requirements
+    assert req.check(15, 15) is True and req.check(20, 14) is False  # spandrel's check: (width, height) → bool
+    with pytest.raises(Exception, match="smaller than the network's minimum"):
+        req.require(14, 20)  # ours raises, with how to fix it
+    assert m.train().model.training and not m.eval().model.training
+    assert m.bfloat16().dtype == torch.bfloat16 and m.float().dtype == torch.float32

@@ -216,3 +216,51 @@ def test_sixteen_bit_tiff_in_and_out(tmp_path, onnx_path, lr_images):
                     tmp_path / "out8", "-m", onnx_path) == 0
     eight = _read(tmp_path / "out8" / "deep.png").astype(int)
     assert np.abs((out[..., :3].astype(int) / 257.0) - eight).max() <= 1.5
+
+
+def test_an_unrelated_png_beside_a_jpeg_output_is_not_taken_for_it(tmp_path, onnx_path, lr_images):
+    """photo.png (RGB) → -f jpg: an old out/photo.png from another run must not make photo.jpg count as done."""
+    src = _save(lr_images[2][:20, :24], tmp_path / "in" / "photo.png")
+    _save(lr_images[0][:8, :8], tmp_path / "out" / "photo.png")
+    assert _upscale("-i", src.parent, "-o", tmp_path / "out", "-m", onnx_path, "-f", "jpg") == 0
+    assert _read(tmp_path / "out" / "photo.jpg").shape == (80, 96, 3)
+
+
+def test_tiff_without_the_formats_extra(tmp_path, onnx_path, lr_images, monkeypatch, capsys):
+    """Without tifffile a .tif input (read by Pillow) comes out as PNG by default; -f tif exits 3 up front."""
+    import sys
+
+    src = tmp_path / "in" / "scan.tif"
+    _save(lr_images[2][:20, :24], src)
+    monkeypatch.setitem(sys.modules, "tifffile", None)  # import tifffile now fails
+    assert _upscale("-i", src.parent, "-o", tmp_path / "out", "-m", onnx_path) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["scan.png"]
+    assert _upscale("-i", src.parent, "-o", tmp_path / "tif", "-m", onnx_path, "-f", "tif") == 3
+    assert "bsrn-edge[formats]" in capsys.readouterr().err and not (tmp_path / "tif").exists()
+
+
+def test_a_killed_runs_temporary_png_is_removed(tmp_path, onnx_path, lr_images):
+    from bsrn_edge.imageio import partial_path
+
+    rgba = np.dstack([lr_images[1][:20, :24], np.full((20, 24), 120, np.uint8)])
+    src = _save(rgba, tmp_path / "in" / "logo.png")
+    left = partial_path(tmp_path / "out" / "logo.png", "ab12cd34")
+    left.parent.mkdir()
+    left.write_bytes(b"half a png")
+    assert _upscale("-i", src.parent, "-o", tmp_path / "out", "-m", onnx_path, "-f", "jpg") == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["logo.png"]
+
+
+def test_outscale_keeps_alpha_grey_and_sixteen_bits(lr_images):
+    """-s after the network works on every layout Upscaler returns (the resample is per plane)."""
+    from bsrn_edge.pixels import outscale_size, resize
+
+    rgb = lr_images[0][:30, :40]
+    for img in (np.dstack([rgb, np.full((30, 40), 77, np.uint8)]), rgb[..., 0], rgb.astype(np.uint16) * 257):
+        h, w = outscale_size(30, 40, 1.5)
+        out = resize(img, h, w)
+        assert out.shape == (45, 60, *img.shape[2:]) and out.dtype == img.dtype
+    alpha = resize(np.dstack([rgb, np.full((30, 40), 77, np.uint8)]), 45, 60)[..., 3]
+    assert int(np.abs(alpha.astype(int) - 77).max()) == 0  # a flat plane stays flat
+    deep = resize(rgb.astype(np.uint16) * 257, 45, 60)
+    assert np.abs(deep / 257.0 - resize(rgb, 45, 60)).max() <= 1.0  # 16 bits: the same picture, finer steps

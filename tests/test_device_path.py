@@ -364,3 +364,11 @@ def test_bgr_frames_for_opencv_users(torch_cpu, bsrn_s_export, lr_images, device
     np.testing.assert_array_equal(up_bgr.upscale(bgra), up_rgb.upscale(rgba)[..., [2, 1, 0, 3]])
     with pytest.raises(InputError, match="channel_order"):
         Upscaler(torch_cpu, channel_order="BGRA")
+
+
+def test_a_gpu_index_picks_the_uint8_sibling_like_cuda(bsrn_s_u8_export):
+    from bsrn_edge.runtime.upscaler import _pick_onnx
+
+    onnx = bsrn_s_u8_export.files["onnx"]
+    assert _pick_onnx(onnx, "auto", "cuda").name == _pick_onnx(onnx, "auto", "cuda:0").name == "bsrn-s-x4.u8.onnx"
+    assert _pick_onnx(onnx, "auto", "cpu").name == "bsrn-s-x4.onnx"

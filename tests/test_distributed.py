@@ -351,3 +351,25 @@ def test_a_long_video_runs_in_segments_and_joins_like_the_whole_file(tmp_path, s
     assert min(psnr(a, b) for (_, a), (_, b) in zip(got, want)) >= 40.0
     assert _upscale("-i", src, "-o", out, "--model", model, "--ray", "--segment-seconds", "1") == 0
     assert "0 written, 0 failed, 1 skipped" in capsys.readouterr().err
+
+
+@needs_ort
+@needs_torch
+def test_worker_applies_the_image_options_like_bsrn_upscale(tmp_path, collection, bsrn_s_export):
+    """-s 2 -f jpg on an image with transparency: the actor (called without Ray) writes what single-process
+    bsrn-upscale writes, the PNG fallback included, and the row names the planned output."""
+    from bsrn_edge.distributed import UpscaleActor, WorkerOptions
+    from bsrn_edge.distributed.segments import split_jobs
+    from bsrn_edge.runtime.cli import ImageOptions, plan_jobs
+
+    _, src, _ = collection
+    onnx = str(bsrn_s_export.files["onnx"])
+    assert _upscale("-i", src / "alpha.png", "-o", tmp_path / "single", "--model", onnx, "-s", "2", "-f", "jpg") == 0
+    jobs = plan_jobs(src / "alpha.png", tmp_path / "ray", "jpg")
+    items, _ = split_jobs(jobs, 0)
+    batch = {k: np.array([row[k] for row in items], dtype=object) for k in items[0]}
+    actor = UpscaleActor(WorkerOptions(onnx, threads=1, image=ImageOptions(outscale=2.0)))
+    rows = actor(batch)
+    assert rows["status"] == ["done"] and rows["output"] == [str(tmp_path / "ray" / "alpha.jpg")]
+    assert sorted(p.name for p in (tmp_path / "ray").iterdir()) == ["alpha.png"]
+    assert (tmp_path / "ray" / "alpha.png").read_bytes() == (tmp_path / "single" / "alpha.png").read_bytes()

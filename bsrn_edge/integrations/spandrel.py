@@ -47,7 +47,7 @@ from spandrel import (  # noqa: E402 - only after require() has given a clear hi
 from spandrel.util import KeyCondition  # noqa: E402
 from torch import nn  # noqa: E402 - spandrel depends on torch, so this cannot fail once spandrel imported
 
-from ..checkpoint import build_model, detect_variant, load_state, unwrap_state_dict  # noqa: E402
+from ..checkpoint import detect_variant, frozen_model, unwrap_state_dict  # noqa: E402
 from ..errors import CheckpointError  # noqa: E402
 from ..models.registry import ARCHS  # noqa: E402
 from ..variants import Variant  # noqa: E402
@@ -125,9 +125,9 @@ class BsrnEdgeArch(Architecture[nn.Module]):
         source = f"state dict that spandrel detected as {self.id}"
         sd = unwrap_state_dict(state_dict, source=source)
         variant = self._variant(sd, source)
-        model = _frozen_model(variant, sd, source)
+        model = frozen_model(variant, sd, source)  # type: ignore[arg-type]
         return ImageModelDescriptor(
-            model, sd, architecture=self, purpose="SR", tags=_tags(variant),
+            model, sd, architecture=self, purpose="SR", tags=variant.tags,
             supports_half=variant.supports_half, supports_bfloat16=variant.supports_bfloat16,
             scale=variant.scale, input_channels=3, output_channels=3,
             size_requirements=SizeRequirements(minimum=variant.min_size),
@@ -147,24 +147,6 @@ class BsrnEdgeArch(Architecture[nn.Module]):
         if variant.arch != self.family.arch:  # pragma: no cover - the detectors are mutually exclusive
             raise CheckpointError(f"{source}: spandrel chose {self.id} but bsrn-edge detects {variant.arch}")
         return variant
-
-
-def _frozen_model(variant: Variant, sd: Mapping[str, object], source: str) -> nn.Module:
-    """The module for ``variant`` with ``sd`` loaded strictly, in eval mode, without gradients."""
-    model = build_model(variant)
-    load_state(model, sd, source)  # type: ignore[arg-type]
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model
-
-
-def _tags(variant: Variant) -> list[str]:
-    """spandrel-style size tags: features and blocks, plus "BSRN-S" for the small BSRN."""
-    tags = [f"{variant.channels}nf", f"{variant.blocks}nb"]
-    if variant.kwargs.get("small"):
-        tags.insert(0, "BSRN-S")
-    return tags
 
 
 #: What :func:`install` adds, one entry per family, detected after spandrel's built-ins (no ``before``:

@@ -54,9 +54,11 @@ class TorchBackend:
         if mode not in ("eager", "graph", "compile"):
             raise InputError(f"mode must be 'eager', 'graph' or 'compile', got {mode!r}")
         if device.startswith("cuda") and not torch.cuda.is_available():
-            raise InputError(f"device {device!r} requested but PyTorch sees no CUDA GPU; use device='cpu'")
+            raise InputError(f"device {device!r} requested but PyTorch sees no CUDA GPU; use the CPU "
+                             f"(device='cpu'; bsrn-upscale -g cpu)")
         if precision == "fp16" and not device.startswith("cuda"):
-            raise InputError("fp16 with PyTorch needs a CUDA device; use precision='fp32' on the CPU")
+            raise InputError("fp16 with PyTorch needs a CUDA device; use fp32 on the CPU (precision='fp32'; "
+                             "bsrn-upscale --fp32)")
         loaded = load_model(checkpoint)
         v = loaded.variant
         self.torch = torch

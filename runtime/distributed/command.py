@@ -34,7 +34,7 @@ def _worker_options(args: argparse.Namespace) -> WorkerOptions:
     TensorRT engine or ``--device cuda`` may need the workers' GPUs; their errors come from Ray)."""
     model = Path(args.model)
     name = str(model.absolute()) if model.exists() else args.model  # workers do not share our folder
-    if args.backend != "tensorrt" and args.device != "cuda":
+    if args.backend != "tensorrt" and not args.device.startswith("cuda"):
         open_checked(argparse.Namespace(**{**vars(args), "model": name}))
     extra = {} if args.segment_seconds is None else {"segment_seconds": float(args.segment_seconds)}
     return WorkerOptions(name, args.backend, args.device, args.precision, args.tile, args.overlap, args.batch,
@@ -84,7 +84,7 @@ def run_command(args: argparse.Namespace) -> int:
     todo, settled = resume(jobs, previous, args.force)
     entries = {e.input: e for e in settled}
     tally = Tally(len(jobs), skipped=len(settled))
-    outputs = [j.dst for j in jobs]
+    outputs = [p for j in jobs for p in j.outputs]
     remove_partials(outputs)  # left by a killed run
     code = EXIT_OK
     try:
