@@ -373,3 +373,20 @@ def test_worker_applies_the_image_options_like_bsrn_upscale(tmp_path, collection
     assert rows["status"] == ["done"] and rows["output"] == [str(tmp_path / "ray" / "alpha.jpg")]
     assert sorted(p.name for p in (tmp_path / "ray").iterdir()) == ["alpha.png"]
     assert (tmp_path / "ray" / "alpha.png").read_bytes() == (tmp_path / "single" / "alpha.png").read_bytes()
+
+
+def test_worker_options_carry_the_image_flags_and_leave_gpus_to_the_workers(tmp_path, monkeypatch):
+    """-g 0 names a GPU of the workers: the driver (maybe without one) must not open the model itself;
+    -s, --max-pixels, --lossless and --memory-mb reach every actor."""
+    import bsrn_edge.distributed.command as command
+    from bsrn_edge.runtime.cli import ImageOptions, build_parser
+
+    opened: list[str] = []
+    monkeypatch.setattr(command, "open_checked", lambda args: opened.append(args.device))
+    base = ["-i", str(tmp_path), "-o", str(tmp_path / "out"), "--ray"]
+    opts = command._worker_options(build_parser().parse_args([*base, "-g", "0", "-s", "2", "--max-pixels", "900",
+                                                              "--lossless", "--memory-mb", "256"]))
+    assert opened == [] and opts.device == "cuda:0"
+    assert opts.image == ImageOptions(outscale=2.0, max_pixels=900, lossless=True) and opts.memory_mb == 256
+    command._worker_options(build_parser().parse_args([*base, "-g", "-1"]))
+    assert opened == ["cpu"]  # a CPU model is checked on the driver before Ray starts
