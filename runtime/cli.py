@@ -199,15 +199,15 @@ class Job:
         """Every name this job may write (for cleaning up a killed run's temporary files)."""
         return [self.dst] if self.alpha_dst is None else [self.dst, self.alpha_dst]
 
-    def done(self) -> bool:
+    def done(self, max_pixels: int = MAX_PIXELS) -> bool:
         """True when this job's output exists: a re-run skips it. The PNG beside a JPEG output counts only
-        when the input really has transparency (else that PNG is some other file, not this job's)."""
+        when the input (read within ``max_pixels``) really has transparency (else that PNG is another file)."""
         if self.dst.is_file():
             return True
         if self.alpha_dst is None or not self.alpha_dst.is_file():
             return False
         try:
-            return has_transparency(read_image(self.src, max_pixels=1 << 62).pixels)
+            return has_transparency(read_image(self.src, max_pixels=max_pixels).pixels)
         except BsrnEdgeError:  # unreadable now: let the run report it
             return False
 
@@ -372,7 +372,7 @@ def _run_one(job: Job, up, force: bool, options: ImageOptions = ImageOptions()) 
         raise InputError(job.refusal)
     if job.dst.is_dir():
         raise InputError(f"{job.dst}: a folder has the output's name; move it away or choose another -o")
-    if job.done() and not force:
+    if job.done(options.max_pixels) and not force:
         return "skipped"
     pic = read_image(job.src, max_pixels=options.max_pixels)
     pixels, dst, fmt = pic.pixels, job.dst, job.fmt
