@@ -14,7 +14,7 @@ from typing import Any, Callable
 from bsrn_edge._lazy import require
 from bsrn_edge.artifacts import parse_artifact
 from bsrn_edge.errors import BsrnEdgeError
-from bsrn_edge.imageio import write_atomic
+from bsrn_edge.imageio import atomic_path, write_atomic
 
 from .engine_cache import EngineKey, EngineProfile, default_cache_dir, engine_key, sidecar_matches
 
@@ -73,8 +73,8 @@ def _reuse(out_path: Path, cached: Path, key: EngineKey, report: Callable[[str],
         return EngineBuildResult(out_path, key, reused=True)
     if cached.is_file():
         report(f"reusing cached engine {cached}")
-        shutil.copyfile(cached, str(out_path) + ".part")
-        Path(str(out_path) + ".part").replace(out_path)
+        with atomic_path(out_path) as tmp:  # a copy cut short leaves no file under either name
+            shutil.copyfile(cached, tmp)
         write_atomic(sidecar, key.to_json().encode())
         return EngineBuildResult(out_path, key, reused=True)
     return None

@@ -99,6 +99,8 @@ def test_engines_are_reused_by_key(fake_gpu, tmp_path):
     notes: list[str] = []
     copied = engine_from_onnx(onnx_path, out, PROFILE, precision="fp32", cache_dir=cache, report=notes.append)
     assert copied.reused and builds() == 1 and out.is_file() and notes[0].startswith("reusing cached engine")
+    assert out.read_bytes() == next(cache.rglob("*.engine")).read_bytes()  # the cached engine, copied whole
+    assert not [p.name for p in tmp_path.iterdir() if ".part" in p.name]  # through a temporary, renamed away
     other = engine_from_onnx(onnx_path, out, EngineProfile(16, 32, 128, max_batch=2), precision="fp32", cache_dir=cache)
     assert not other.reused and builds() == 2 and other.key.digest != first.key.digest
 
