@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from ._lazy import require
 from .errors import CheckpointError, InputError
-from .sizes import SizeRequirements
-from .variants import VARIANTS, Tiling, Variant, bundled_checkpoint, get_variant
+from .pixels import mirror_to
+from .variants import VARIANTS, Variant, bundled_checkpoint, get_variant
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -36,6 +36,11 @@ class ArchName:
     name: str
 
 
+def _variant_field(attr: str) -> Any:
+    """A read-only property of :class:`LoadedModel` that answers with its variant's ``attr``."""
+    return property(lambda self: getattr(self.variant, attr), doc=f"The variant's ``{attr}``.")
+
+
 @dataclass(frozen=True)
 class LoadedModel:
     """A loaded network and the facts about it; call it like a spandrel ``ImageModelDescriptor``.
@@ -52,44 +57,21 @@ class LoadedModel:
     source: str
     sha256: str
 
-    @property
-    def name(self) -> str:
-        return self.variant.name
+    # facts of the variant, under our names and spandrel's (size_requirements, tiling, supports_half, …)
+    name = _variant_field("name")
+    scale = _variant_field("scale")
+    min_size = _variant_field("min_size")
+    tags = _variant_field("tags")
+    size_requirements = _variant_field("sizes")
+    # "supported", or "discouraged" where global statistics (BSRN's CCA) make tiles change the output
+    tiling = _variant_field("tiling")
+    supports_half = _variant_field("supports_half")
+    supports_bfloat16 = _variant_field("supports_bfloat16")
 
     @property
     def architecture(self) -> ArchName:
         """The architecture, with spandrel's ``id`` and ``name`` (``BSRN``, ``IMDN``, ``RFDN``, ``RLFN``)."""
         return ArchName(self.variant.family, self.variant.family)
-
-    @property
-    def tags(self) -> list[str]:
-        return self.variant.tags
-
-    @property
-    def scale(self) -> int:
-        return self.variant.scale
-
-    @property
-    def min_size(self) -> int:
-        return self.variant.min_size
-
-    @property
-    def size_requirements(self) -> SizeRequirements:
-        """The input-size rules (also answers spandrel's ``minimum``/``multiple_of``/``get_padding``)."""
-        return self.variant.sizes
-
-    @property
-    def tiling(self) -> Tiling:
-        """"supported", or "discouraged" where global statistics (BSRN's CCA) make tiles change the output."""
-        return self.variant.tiling
-
-    @property
-    def supports_half(self) -> bool:
-        return self.variant.supports_half
-
-    @property
-    def supports_bfloat16(self) -> bool:
-        return self.variant.supports_bfloat16
 
     input_channels = 3
     output_channels = 3
@@ -152,19 +134,9 @@ class LoadedModel:
             raise InputError(f"{self.name}: expected an N×3×H×W RGB tensor in [0, 1], got {shape}")
         h, w = image.shape[-2:]
         with torch.inference_mode():
-            out = self.model(_mirror_pad(image, self.min_size)).clamp_(0.0, 1.0)
+            padded = mirror_to(image, self.min_size, (-2, -1), torch.cat, lambda t, ax: torch.flip(t, [ax]))
+            out = self.model(padded).clamp_(0.0, 1.0)
         return out[..., : h * self.scale, : w * self.scale]
-
-
-def _mirror_pad(t: "torch.Tensor", minimum: int) -> "torch.Tensor":
-    """Mirror ``t`` (…×H×W) at the bottom and right, edge pixel repeated, until both sides reach ``minimum``
-    (the rule of :func:`bsrn_edge.pixels.pad_to_min`, on tensors)."""
-    torch = require("torch")
-    while t.shape[-2] < minimum or t.shape[-1] < minimum:
-        ph, pw = min(max(0, minimum - t.shape[-2]), t.shape[-2]), min(max(0, minimum - t.shape[-1]), t.shape[-1])
-        t = torch.cat([t, t[..., t.shape[-2] - ph:, :].flip(-2)], dim=-2) if ph else t
-        t = torch.cat([t, t[..., :, t.shape[-1] - pw:].flip(-1)], dim=-1) if pw else t
-    return t
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:

@@ -12,7 +12,7 @@ import numpy as np
 
 from bsrn_edge.errors import InputError
 
-__all__ = ["check_image", "pad_to_min", "window_reader", "row_writer", "DTYPES", "to_nchw", "from_nchw",
+__all__ = ["check_image", "pad_to_min", "mirror_to", "window_reader", "row_writer", "DTYPES", "to_nchw", "from_nchw",
            "to_pixels", "quantize", "resize", "outscale_size"]
 
 _CHUNK = 32  # output rows converted per step
@@ -87,13 +87,20 @@ def check_image(image: np.ndarray) -> np.ndarray:
 
 def pad_to_min(rgb: np.ndarray, min_size: int) -> tuple[np.ndarray, tuple[int, int]]:
     """Mirror-pad an H×W×3 image to at least ``min_size`` per side; returns it and the original size."""
-    h, w = rgb.shape[:2]
-    ph, pw = max(0, min_size - h), max(0, min_size - w)
-    a = rgb
-    while ph or pw:  # a tiny image may need more than one mirror
-        a = np.pad(a, ((0, min(ph, a.shape[0])), (0, min(pw, a.shape[1])), (0, 0)), mode="symmetric")
-        ph, pw = max(0, min_size - a.shape[0]), max(0, min_size - a.shape[1])
-    return a, (h, w)
+    return mirror_to(rgb, min_size, (0, 1), np.concatenate, np.flip), rgb.shape[:2]
+
+
+def mirror_to(a, minimum: int, axes: tuple[int, ...], cat, flip):  # type: ignore[no-untyped-def]
+    """The padding rule below a network's minimum, for any array library: along each of ``axes``, append
+    the mirrored end of ``a`` (edge pixel repeated, as ``np.pad(mode="symmetric")``) until the side
+    reaches ``minimum``; a tiny side is mirrored more than once. ``cat(arrays, axis)`` and
+    ``flip(array, axis)``: numpy's ``np.concatenate``/``np.flip`` or their PyTorch counterparts."""
+    for ax in axes:
+        while a.shape[ax] < minimum:
+            n = min(minimum - a.shape[ax], a.shape[ax])
+            tail = a[(slice(None),) * (ax % a.ndim) + (slice(a.shape[ax] - n, None),)]
+            a = cat([a, flip(tail, ax)], ax)
+    return a
 
 
 def window_reader(a: np.ndarray, plane: str):  # type: ignore[no-untyped-def]
