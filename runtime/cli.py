@@ -213,11 +213,8 @@ class Job:
 
 
 def has_transparency(pixels: np.ndarray) -> bool:
-    """True for an H×W×4 image whose alpha is not opaque everywhere."""
-    if pixels.ndim != 3 or pixels.shape[2] != 4:
-        return False
-    top = np.iinfo(pixels.dtype).max if pixels.dtype.kind == "u" else 1.0
-    return bool((pixels[..., 3] < top).any())
+    """True for an H×W×4 uint8/uint16 image whose alpha is not opaque everywhere."""
+    return pixels.ndim == 3 and pixels.shape[2] == 4 and bool((pixels[..., 3] < np.iinfo(pixels.dtype).max).any())
 
 
 @dataclass(frozen=True)
@@ -275,6 +272,13 @@ def _folder_names(files: list[Path], ext: str | None, suffix: str = "") -> dict[
     return names
 
 
+def _taken_names(outputs: list[str], inputs: list[Path], folder: Path) -> set[str]:
+    """Names (case-folded) a fallback PNG in ``folder`` must not take: the planned outputs, and the inputs
+    that live in that folder."""
+    here = folder.resolve()
+    return {n.casefold() for n in outputs} | {f.name.casefold() for f in inputs if f.parent.resolve() == here}
+
+
 def _alpha_name(name: str, taken: set[str]) -> str:
     """The PNG name an output called ``name`` takes when its image has alpha and its format has none:
     ``<stem>.png``, or ``<name>.png`` when that is an input's or another output's name."""
@@ -285,8 +289,7 @@ def _alpha_name(name: str, taken: set[str]) -> str:
 def folder_jobs(files: list[Path], dst: Path, ext: str | None, suffix: str = "") -> list[Job]:
     """Jobs writing ``files`` (inputs of one folder) into the folder ``dst``, named by :func:`_folder_names`."""
     names = _folder_names(files, ext, suffix)
-    taken = {n.casefold() for n in names.values()}
-    taken |= {f.name.casefold() for f in files if f.parent.resolve() == dst.resolve()}
+    taken = _taken_names(list(names.values()), files, dst)
     jobs = []
     for f, name in names.items():
         fmt = FORMATS[_out_ext(f, ext)]
@@ -322,9 +325,9 @@ def plan_jobs(src: Path, dst: Path, ext: str | None, suffix: str = "") -> list[J
         e = ext or output_ext(dst.suffix)
         if e is None:
             raise InputError(f"{dst}: unsupported output extension; use .png, .jpg, .webp or .tif")
-        alpha = _alpha_name(dst.name, {files[0].name.casefold()} if files[0].parent.resolve() == dst.parent.resolve()
-                            else set())
-        jobs = _writable([Job(files[0], dst, FORMATS[e], alpha_dst=None if holds_alpha(FORMATS[e]) else dst.parent / alpha)])
+        fmt = FORMATS[e]
+        alpha = None if holds_alpha(fmt) else dst.parent / _alpha_name(dst.name, _taken_names([], files, dst.parent))
+        jobs = _writable([Job(files[0], dst, fmt, alpha_dst=alpha)])
     return refuse_inputs(jobs, files)
 
 
@@ -370,8 +373,6 @@ def _run_one(job: Job, up, force: bool, options: ImageOptions = ImageOptions()) 
     """Upscale one job; returns "written" or "skipped", raises BsrnEdgeError / OSError on failure."""
     if job.refusal:
         raise InputError(job.refusal)
-    if job.dst.is_dir():
-        raise InputError(f"{job.dst}: a folder has the output's name; move it away or choose another -o")
     if job.done(options.max_pixels) and not force:
         return "skipped"
     pic = read_image(job.src, max_pixels=options.max_pixels)
@@ -381,9 +382,10 @@ def _run_one(job: Job, up, force: bool, options: ImageOptions = ImageOptions()) 
             pixels = pixels[..., :3]
         else:
             dst, fmt = job.alpha_dst, FORMATS["png"]
-            if dst.is_dir():
-                raise InputError(f"{dst}: a folder has the output's name; move it away or choose another -o")
-            say(f"{job.src.name} has transparency, which {job.fmt} cannot hold: writing {dst.name} (PNG) instead")
+    if dst.is_dir():
+        raise InputError(f"{dst}: a folder has the output's name; move it away or choose another -o")
+    if dst != job.dst:
+        say(f"{job.src.name} has transparency, which {job.fmt} cannot hold: writing {dst.name} (PNG) instead")
     out = upscale_picture(pixels, up, options.outscale)
     try:
         write_image(out, dst, fmt, icc=pic.icc, exif=pic.exif, lossless=options.lossless and fmt == FORMATS["webp"])
@@ -533,29 +535,32 @@ def _run_video(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _flags_for_the_other_kind(args: argparse.Namespace, video: bool) -> list[str]:
+    """The flags given that apply only to images (when the input is a video) or only to videos (when not)."""
+    image_flags = (("-s/--outscale", args.outscale), ("-f/--ext", args.ext), ("--suffix", args.suffix or None),
+                   ("--lossless", args.lossless or None))
+    video_flags = (("--codec", args.codec), ("--crf", args.crf), ("--preset", args.preset), ("--pix-fmt", args.pix_fmt),
+                   ("--frames", args.frames), ("--preview", args.preview))
+    return [flag for flag, value in (image_flags if video else video_flags) if value is not None]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.lossless and args.ext == "jpg":
-        print("bsrn-upscale: error: --lossless applies to WebP (PNG and TIFF are always lossless); JPEG has no "
-              "lossless mode: drop --lossless or use -f webp / -f png", file=sys.stderr)
-        return EXIT_USAGE
+        return usage_error(InputError("--lossless applies to WebP (PNG and TIFF are always lossless); JPEG has no "
+                                      "lossless mode: drop --lossless or use -f webp / -f png"))
     if args.ray is not None or args.actors or args.cpus_per_actor or args.segment_seconds is not None:
         from bsrn_edge.distributed.command import run_command
 
         return run_command(args)
-    if looks_like_video(args.input):
-        image_only = [flag for flag, given in (("-s/--outscale", args.outscale is not None), ("-f/--ext", args.ext),
-                                               ("--suffix", args.suffix), ("--lossless", args.lossless)) if given]
-        if image_only:
-            print(f"bsrn-upscale: error: {', '.join(image_only)} apply to images; {args.input} is a video, which "
-                  f"comes out at the model's scale in the container -o names", file=sys.stderr)
-            return EXIT_USAGE
+    video = looks_like_video(args.input)
+    misused = _flags_for_the_other_kind(args, video)
+    if misused:
+        kind = "images" if video else "videos"
+        what = "a video, which comes out at the model's scale in the container -o names" if video else "not a video"
+        return usage_error(InputError(f"{', '.join(misused)} apply to {kind}; {args.input} is {what}"))
+    if video:
         return _run_video(args)
-    if any(v is not None for v in (args.codec, args.crf, args.preset, args.pix_fmt, args.frames, args.preview)):
-        print(f"bsrn-upscale: error: --codec, --crf, --preset, --pix-fmt, --frames and --preview apply to videos; "
-              f"{args.input} is not one", file=sys.stderr)
-        return EXIT_USAGE
-    tqdm = require("tqdm").tqdm
     try:  # everything that can be wrong with the command line, before any file is touched
         jobs = plan_jobs(args.input, args.output, args.ext, name_suffix(args))
         up = open_upscaler(args)
