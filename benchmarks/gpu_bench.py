@@ -119,7 +119,6 @@ def net_big(backend: Any, torch: Any, device: str, sz: Sizes) -> float:
             backend.forward_tensor(x)
 
     ms = time_calls(call, 2, 1, clock=cuda_event_clock() if device == "cuda" else None).median
-    del x
     return ms / 1000.0
 
 

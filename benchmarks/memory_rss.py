@@ -55,8 +55,8 @@ def main() -> int:
     peak = _status("VmHWM")
     assert "torch" not in sys.modules
     out_mb, peak_mb, base_mb = out.nbytes / 2**20, peak / 2**20, base / 2**20
-    print(f"| model | input | output | tile (auto) | output array [MB] | RSS before [MB] | peak RSS [MB] | "
-          f"bound (output + 500) [MB] | within | time [s] |")
+    print("| model | input | output | tile (auto) | output array [MB] | RSS before [MB] | peak RSS [MB] | "
+          "bound (output + 500) [MB] | within | time [s] |")
     print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |")
     print(f"| {args.model} | {w}×{h} | {out.shape[1]}×{out.shape[0]} | {tile} | {out_mb:.0f} | {base_mb:.0f} | "
           f"{peak_mb:.0f} | {out_mb + 500:.0f} | {'yes' if peak_mb < out_mb + 500 else 'NO'} | {seconds:.0f} |")

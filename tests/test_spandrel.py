@@ -10,7 +10,6 @@ import functools
 import importlib
 import sys
 
-import numpy as np
 import pytest
 
 spandrel = pytest.importorskip("spandrel")

@@ -4,7 +4,7 @@ and a memory measurement. The timing loop itself is :func:`~bsrn_edge.bench.timi
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
