@@ -36,7 +36,7 @@ from bsrn_edge._lazy import available, require
 from bsrn_edge.errors import BsrnEdgeError, InputError
 from bsrn_edge.imageio import atomic_path, write_atomic
 
-from .png16 import apply_orientation, encode_png16, is_png16, read_png16
+from .png16 import apply_orientation, encode_png16, png_header, read_png16
 
 __all__ = [
     "MAX_PIXELS",
@@ -123,10 +123,11 @@ def read_image(path: Path, *, max_pixels: int = MAX_PIXELS) -> Picture:
     if path.stat().st_size == 0:
         raise InputError(f"{path}: the file is empty")
     with open(path, "rb") as fh:
-        head = fh.read(4)
-    if head in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+") and available("tifffile"):
+        head = fh.read(33)  # enough for a TIFF signature and a PNG's IHDR: the file is opened once for both
+    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+") and available("tifffile"):
         return _read_tiff(path, max_pixels)
-    return _read_with_pillow(path, max_pixels)
+    header = png_header(head)
+    return _read_with_pillow(path, max_pixels, png16=header is not None and header[0] == 16)
 
 
 def _bomb(path: Path, detail: str) -> InputError:
@@ -147,13 +148,15 @@ def _pillow(max_pixels: int) -> ModuleType:
     return Image
 
 
-def _read_with_pillow(path: Path, max_pixels: int) -> Picture:
+def _read_with_pillow(path: Path, max_pixels: int, png16: bool = False) -> Picture:
+    """Pillow's reading, except for the pixels of a 16-bit PNG (``png16``, from the header), which Pillow
+    would drop to 8 bits."""
     Image = _pillow(max_pixels)
     try:
         with Image.open(path) as im:  # reads the header only
             _check_size(path, im.width, im.height, max_pixels)
             icc = im.info.get("icc_profile") or None
-            if im.format == "PNG" and is_png16(path):  # Pillow would drop to 8 bits: the 16-bit codec decodes
+            if im.format == "PNG" and png16:  # the 16-bit codec decodes the pixels
                 exif = Image.Image.getexif(im)  # the base method: PNG's own would decode the pixels first
                 arr = _as_grey_rgb_rgba(read_png16(path))
             else:

@@ -28,8 +28,6 @@ from bsrn_edge.errors import InputError
 __all__ = [
     "png16_codec",
     "png_header",
-    "is_png16",
-    "is_png16_color",
     "read_png16",
     "encode_png16",
     "add_chunks",
@@ -65,23 +63,6 @@ def png_header(head: bytes) -> tuple[int, int] | None:
     if len(head) < 33 or head[:8] != _SIG or head[12:16] != b"IHDR":
         return None
     return head[24], head[25]
-
-
-def _read_header(path: Path) -> tuple[int, int] | None:
-    with open(path, "rb") as fh:
-        return png_header(fh.read(33))
-
-
-def is_png16(path: Path) -> bool:
-    """True for a PNG with 16 bits per sample (grey, grey + alpha, RGB or RGBA)."""
-    header = _read_header(path)
-    return header is not None and header[0] == 16
-
-
-def is_png16_color(path: Path) -> bool:
-    """True for a PNG with 16 bits per sample and colour (RGB or RGBA)."""
-    header = _read_header(path)
-    return header is not None and header[0] == 16 and header[1] in (2, 6)
 
 
 def read_png16(path: Path) -> np.ndarray:
