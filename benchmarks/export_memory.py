@@ -23,7 +23,7 @@ from _common import machine_line
 DEFAULT_CASES = ("bsrn-s-x4:", "bsrn-s-x4:--fp16", "bsrn-s-x4:--fp16,--uint8-io",
                  "bsrn-x4:--fp16", "bsrn-x4:--fp16,--uint8-io")
 TARGET_MB = {"bsrn-s-x4": 1000, "bsrn-x4": 1500}  # with --fp16 (issue 16)
-_EXPORT = "import sys; from bsrn_edge.export.cli import main; sys.exit(main(sys.argv[1:]))"
+_EXPORT = "import sys; from bsrn_edge.apps.export_cli import main; sys.exit(main(sys.argv[1:]))"
 
 
 def peak_rss_of(cmd: list[str]) -> tuple[int, float, float]:

@@ -3,7 +3,7 @@
 Builds one 4000×3000 16-bit RGB image from real photographs: a 4×4 grid of Urban100 HR images from
 ../shared/data (else B100, else the bundled Set5 HR), each resized in float32 (bicubic) to 1000×750 and
 scaled to 0..65535, so the low byte holds real interpolated detail rather than zeros or noise. Then it
-times :func:`bsrn_edge.runtime.images.write_image` and :func:`~bsrn_edge.runtime.images.read_image`
+times :func:`bsrn_edge.imageio.write_image` and :func:`~bsrn_edge.imageio.read_image`
 with each codec, reading both codecs' files with both (libpng writes filtered rows, which pypng undoes
 in Python; the fallback writes unfiltered ones), and prints the machine, the medians of ``--runs`` runs,
 the file sizes and the speed-up ratios. The files are in the page cache, so reads measure decoding.
@@ -27,8 +27,8 @@ import numpy as np
 from bsrn_edge.bench import time_calls
 from bsrn_edge.datasets import bundled_set5, shared_data_dir
 from bsrn_edge.hostinfo import cpu_model, usable_cores
-from bsrn_edge.runtime import png16
-from bsrn_edge.runtime.images import read_image, write_image
+from bsrn_edge.imageio import png16
+from bsrn_edge.imageio import read_image, write_image
 
 WIDTH, HEIGHT, GRID = 4000, 3000, 4  # a 4×4 grid of 1000×750 tiles
 

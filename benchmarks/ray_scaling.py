@@ -40,7 +40,7 @@ def _collection(folder: Path, count: int) -> list[Path]:
 
 
 def _timed(argv: list[str]) -> float:
-    from bsrn_edge.runtime.cli import main
+    from bsrn_edge.apps.upscale import main
 
     start = time.perf_counter()
     with contextlib.redirect_stderr(io.StringIO()):

@@ -61,7 +61,7 @@ def network_fps(up, frames: list[np.ndarray]) -> float:  # type: ignore[no-untyp
 
 def end_to_end_fps(up, clip: Path, out: Path) -> tuple[float, str]:  # type: ignore[no-untyped-def]
     """Frames per second of ``upscale_video`` on the whole clip (wall time), and what it wrote."""
-    from bsrn_edge.runtime.video import upscale_video
+    from bsrn_edge.apps.video import upscale_video
 
     start = time.perf_counter()
     report = upscale_video(clip, out, up)

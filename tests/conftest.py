@@ -21,7 +21,7 @@ needs_ort = pytest.mark.skipif(not available("onnxruntime"), reason="onnxruntime
 
 def run_upscale(*args: object) -> int:
     """``bsrn-upscale`` in this process with ``args`` (paths and numbers as strings); its exit code."""
-    from bsrn_edge.runtime.cli import main
+    from bsrn_edge.apps.upscale import main
 
     return main([str(a) for a in args])
 

@@ -70,7 +70,7 @@ def test_same_stems_get_their_own_outputs(tmp_path, onnx_path, lr_images, capsys
 
 def test_output_plan_rules(tmp_path):
     from bsrn_edge.errors import InputError
-    from bsrn_edge.runtime.cli import plan_jobs
+    from bsrn_edge.apps.jobs import plan_jobs
 
     src = tmp_path / "in"
     src.mkdir()
@@ -118,7 +118,7 @@ def test_a_folder_never_shadows_a_bundled_name(tmp_path, lr_images, monkeypatch,
 
 
 def test_export_into_a_folder_named_like_the_model(tmp_path, monkeypatch, capsys):
-    from bsrn_edge.export.cli import main as export
+    from bsrn_edge.apps.export_cli import main as export
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "bsrn-s-x4").mkdir()  # as a first run leaves it: every re-run must still resolve the name
@@ -130,7 +130,7 @@ def test_export_into_a_folder_named_like_the_model(tmp_path, monkeypatch, capsys
 
 
 def test_a_rejected_export_creates_no_folder(tmp_path, capsys):
-    from bsrn_edge.export.cli import main as export
+    from bsrn_edge.apps.export_cli import main as export
 
     (tmp_path / "broken.pth").write_bytes(b"PK\x03\x04 not a checkpoint")
     for ckpt in ("no-such-model", str(tmp_path / "missing.pth"), str(tmp_path / "broken.pth")):
@@ -158,7 +158,7 @@ class _FailingOs(_FakeOs):
         self.code, self.where, self.names = code, where, names
 
     def _hit(self, where: str, path) -> bool:
-        from bsrn_edge.imageio import _PARTIAL
+        from bsrn_edge.imageio.atomic import _PARTIAL
 
         m = _PARTIAL.match(Path(path).name)
         return where == self.where and m is not None and (self.names is None or m.group("name") in self.names)
@@ -186,8 +186,8 @@ class _ReadOnlyFolder(_FakeOs):
 
 def fail_writes(monkeypatch, code: int, where: str, names: set[str] | None = None, read_only: Path | None = None):
     """Make atomic writes fail with errno ``code``; with ``read_only``, that folder also reads as not writable."""
-    import bsrn_edge.imageio as imageio
-    import bsrn_edge.runtime.cli as cli
+    import bsrn_edge.imageio.atomic as imageio
+    import bsrn_edge.apps.batch as cli
 
     monkeypatch.setattr(imageio, "os", _FailingOs(code, where, names))
     if read_only is not None:
@@ -250,7 +250,7 @@ def test_resume_after_sigkill(tmp_path, onnx_path, lr_images):
     names = [f"{k}.png" for k in range(6)]
     for name, img in zip(names, lr_images + [lr_images[0][:48, :40]]):
         _save(img, src / name)
-    cmd = [sys.executable, "-m", "bsrn_edge.runtime.cli", "-i", str(src), "-o", str(dst), "--model", str(onnx_path)]
+    cmd = [sys.executable, "-m", "bsrn_edge.apps.upscale", "-i", str(src), "-o", str(dst), "--model", str(onnx_path)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while not (dst.is_dir() and any(p.name in names for p in dst.iterdir())):

@@ -27,13 +27,13 @@ def _read(path: Path) -> np.ndarray:
 
 
 def _parse(*args: str):  # type: ignore[no-untyped-def]
-    from bsrn_edge.runtime.cli import build_parser
+    from bsrn_edge.apps.upscale.parser import build_parser
 
     return build_parser().parse_args(["-i", "x.png", "-o", "out", *args])
 
 
 def test_help_names_every_flag_users_bring(capsys):
-    from bsrn_edge.runtime.cli import build_parser
+    from bsrn_edge.apps.upscale.parser import build_parser
 
     text = build_parser().format_help()
     for flag in ("-s S, --outscale S", "-t TILE, --tile TILE", "-m MODEL, --model MODEL, -n MODEL", "--fp32", "--fp16",
@@ -118,7 +118,7 @@ def test_device_takes_real_esrgan_gpu_ids():
 
 
 def test_memory_budget_reaches_the_upscaler(onnx_path):
-    from bsrn_edge.runtime.cli import open_upscaler
+    from bsrn_edge.apps.upscale.run import open_upscaler
 
     small = open_upscaler(_parse("-m", str(onnx_path), "--memory-mb", "64"))
     large = open_upscaler(_parse("-m", str(onnx_path)))

@@ -1,4 +1,4 @@
-"""bsrn_edge.distributed: input discovery, output layout, manifest and resume without a cluster; then one
+"""bsrn_edge.apps.distributed: input discovery, output layout, manifest and resume without a cluster; then one
 local Ray (2 CPUs) shared by two end-to-end runs: outputs bit-identical to single-process bsrn-upscale,
 the manifest, a re-run that skips everything done, and an actor killed mid-run.
 
@@ -50,7 +50,7 @@ def _collection(src: Path, set5: Path) -> list[Path]:
     from PIL import Image, ImageCms
 
     from bsrn_edge.imageio import read_rgb
-    from bsrn_edge.runtime.png16 import encode_png16
+    from bsrn_edge.imageio.png16 import encode_png16
 
     lr = [read_rgb(p) for p in sorted(set5.glob("*_LR.png"))]
     hr = read_rgb(next(iter(sorted(set5.glob("*_HR.png")))))
@@ -112,7 +112,7 @@ def reference(collection, bsrn_s_export):
 
 # -- planning, without a cluster --------------------------------------------------------------
 def test_inputs_from_folder_glob_and_list(tmp_path):
-    from bsrn_edge.distributed import discover_inputs
+    from bsrn_edge.apps.distributed import discover_inputs
 
     src = tmp_path / "in"
     _touch(src / "a.png", src / "b" / "c.JPG", src / "b" / "notes.txt", src / "out" / "a.png",
@@ -138,7 +138,7 @@ def test_inputs_from_folder_glob_and_list(tmp_path):
 
 
 def test_outputs_keep_the_layout_and_the_naming_rule(tmp_path):
-    from bsrn_edge.distributed import discover_inputs, plan_outputs
+    from bsrn_edge.apps.distributed import discover_inputs, plan_outputs
 
     src, out = tmp_path / "in", tmp_path / "out"
     _touch(src / "pic.png", src / "pic.bmp", src / "x" / "pic.bmp", src / "x" / "y" / "shot.jpeg",
@@ -159,7 +159,7 @@ def test_outputs_keep_the_layout_and_the_naming_rule(tmp_path):
 
 
 def test_manifest_keeps_the_last_line_of_each_input(tmp_path):
-    from bsrn_edge.distributed.manifest import Entry, ManifestLog, read_manifest, write_manifest
+    from bsrn_edge.apps.distributed.manifest import Entry, ManifestLog, read_manifest, write_manifest
 
     path = tmp_path / "out" / "bsrn-manifest.jsonl"
     assert read_manifest(path) == {}
@@ -177,8 +177,8 @@ def test_manifest_keeps_the_last_line_of_each_input(tmp_path):
 
 
 def test_resume_sends_only_what_is_not_done(tmp_path):
-    from bsrn_edge.distributed.manifest import Entry, resume
-    from bsrn_edge.runtime.cli import Job
+    from bsrn_edge.apps.distributed.manifest import Entry, resume
+    from bsrn_edge.apps.jobs import Job
 
     def job(name: str) -> Job:
         return Job(tmp_path / "in" / name, tmp_path / "out" / name, "PNG")
@@ -197,7 +197,7 @@ def test_resume_sends_only_what_is_not_done(tmp_path):
 
 
 def test_actor_shape_follows_the_cluster():
-    from bsrn_edge.distributed import ActorShape, actor_shape
+    from bsrn_edge.apps.distributed import ActorShape, actor_shape
 
     assert actor_shape({"CPU": 32.0, "GPU": 4.0}, "auto") == ActorShape(4, 1.0, 1.0)
     assert actor_shape({"CPU": 32.0, "GPU": 4.0}, "cpu", cpus_per_actor=4) == ActorShape(8, 4.0, 0.0)
@@ -211,7 +211,7 @@ def test_actor_shape_follows_the_cluster():
 @needs_torch
 def test_worker_records_a_corrupt_image_and_goes_on(tmp_path, collection, reference, bsrn_s_export):
     """The actor's callable, called here without Ray: one result row per job, a failure as a row."""
-    from bsrn_edge.distributed import UpscaleActor, WorkerOptions
+    from bsrn_edge.apps.distributed import UpscaleActor, WorkerOptions
 
     _, src, _ = collection
     actor = UpscaleActor(WorkerOptions(str(bsrn_s_export.files["onnx"]), threads=1))
@@ -283,7 +283,7 @@ def test_ray_run_matches_bsrn_upscale_and_resumes(collection, reference, bsrn_s_
 @needs_torch
 def test_killed_actor_has_its_items_retried(collection, reference, bsrn_s_export, local_ray, monkeypatch, capsys):
     """SIGKILL the only actor as its first result arrives: Ray restarts it and retries what it held."""
-    from bsrn_edge.distributed import command
+    from bsrn_edge.apps.upscale import on_ray as command
 
     root, src, good = collection
     out, listing = root / "killed_out", root / "good.txt"
@@ -321,7 +321,7 @@ def test_a_long_video_runs_in_segments_and_joins_like_the_whole_file(tmp_path, s
     import av
 
     from bsrn_edge.bench.clips import write_pan_clip
-    from bsrn_edge.distributed import ray_job
+    from bsrn_edge.apps.distributed import ray_job
     from bsrn_edge.imageio import read_rgb
     from bsrn_edge.metrics import psnr
 
@@ -358,9 +358,9 @@ def test_a_long_video_runs_in_segments_and_joins_like_the_whole_file(tmp_path, s
 def test_worker_applies_the_image_options_like_bsrn_upscale(tmp_path, collection, bsrn_s_export):
     """-s 2 -f jpg on an image with transparency: the actor (called without Ray) writes what single-process
     bsrn-upscale writes, the PNG fallback included, and the row names the planned output."""
-    from bsrn_edge.distributed import UpscaleActor, WorkerOptions
-    from bsrn_edge.distributed.segments import split_jobs
-    from bsrn_edge.runtime.cli import ImageOptions, plan_jobs
+    from bsrn_edge.apps.distributed import UpscaleActor, WorkerOptions
+    from bsrn_edge.apps.distributed.segments import split_jobs
+    from bsrn_edge.apps.jobs import ImageOptions, plan_jobs
 
     _, src, _ = collection
     onnx = str(bsrn_s_export.files["onnx"])
@@ -378,8 +378,9 @@ def test_worker_applies_the_image_options_like_bsrn_upscale(tmp_path, collection
 def test_worker_options_carry_the_image_flags_and_leave_gpus_to_the_workers(tmp_path, monkeypatch):
     """-g 0 names a GPU of the workers: the driver (maybe without one) must not open the model itself;
     -s, --max-pixels, --lossless and --memory-mb reach every actor."""
-    import bsrn_edge.distributed.command as command
-    from bsrn_edge.runtime.cli import ImageOptions, build_parser
+    import bsrn_edge.apps.upscale.on_ray as command
+    from bsrn_edge.apps.jobs import ImageOptions
+    from bsrn_edge.apps.upscale.parser import build_parser
 
     opened: list[str] = []
     monkeypatch.setattr(command, "open_checked", lambda args: opened.append(args.device))

@@ -18,7 +18,7 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 
 from bsrn_edge import load_model  # noqa: E402
-from bsrn_edge.export.cli import main as cli  # noqa: E402
+from bsrn_edge.apps.export_cli import main as cli  # noqa: E402
 from bsrn_edge.export.engine_cache import EngineProfile, engine_key, sidecar_matches  # noqa: E402
 from bsrn_edge.export.pipeline import ExportOptions, build_engine_step, export_checkpoint  # noqa: E402
 from bsrn_edge.export.validate import ort_session  # noqa: E402
@@ -330,7 +330,7 @@ def test_onnx_path_runs_without_torch(tmp_path, bsrn_s):
     blocker.mkdir()
     (blocker / "__init__.py").write_text("raise ImportError('torch is blocked in this test')\n")
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
-    proc = subprocess.run([sys.executable, "-m", "bsrn_edge.export.cli", "--onnx", str(bsrn_s.files["fp16_onnx"])],
+    proc = subprocess.run([sys.executable, "-m", "bsrn_edge.apps.export_cli", "--onnx", str(bsrn_s.files["fp16_onnx"])],
                           capture_output=True, text=True, env=env, timeout=120)
     assert "torch" not in proc.stderr.lower().replace("tensorrt", "")
     if proc.returncode == 0:

@@ -1,4 +1,4 @@
-"""bsrn_edge.runtime.images: every format, bit depth and channel layout read and written on real images."""
+"""bsrn_edge.imageio: every format, bit depth and channel layout read and written on real images."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import pytest
 from PIL import Image, ImageCms, ImageOps
 
 from bsrn_edge.errors import InputError, MissingDependencyError
-from bsrn_edge.runtime import images, png16
-from bsrn_edge.runtime.images import Picture, holds_alpha, output_format, read_image, write_image
+from bsrn_edge._lazy import available
+from bsrn_edge.imageio import png16
+from bsrn_edge.imageio import Picture, holds_alpha, output_format, read_image, write_image
 
 MAKE, DATETIME, DATETIME_ORIGINAL, ORIENTATION = 0x010F, 0x0132, 0x9003, 0x0112
 
@@ -140,7 +141,7 @@ def test_lzw_tiff_without_imagecodecs_names_the_extra(tmp_path, rgb8):
     code = ("import sys; sys.modules['imagecodecs'] = None\n"  # as if imagecodecs were not installed
             "from pathlib import Path\n"
             "from bsrn_edge.errors import InputError\n"
-            "from bsrn_edge.runtime.images import read_image\n"
+            "from bsrn_edge.imageio import read_image\n"
             "try:\n"
             f"    read_image(Path({str(tmp_path / 'lzw.tif')!r}))\n"
             "except InputError as exc:\n"
@@ -286,7 +287,7 @@ def test_bomb_limit_names_the_flag(tmp_path, rgb8, rgb16):
     Image.fromarray(rgb8).save(tmp_path / "big.png")
     (tmp_path / "big16.png").write_bytes(png16.encode_png16(rgb16))
     files = ["big.png", "big16.png"]
-    if images.available("tifffile"):
+    if available("tifffile"):
         write_image(rgb16, tmp_path / "big.tif", "TIFF")
         files.append("big.tif")
     for name in files:
@@ -336,7 +337,7 @@ def test_failed_write_leaves_old_file_and_no_temporary(tmp_path, rgb8, monkeypat
     monkeypatch.setattr(Image.Image, "save", lambda self, fp, *a, **kw: half_then_full(fp))
     with pytest.raises(OSError, match="No space"):
         write_image(rgb8, dest, "PNG")
-    if images.available("tifffile"):
+    if available("tifffile"):
         import tifffile
 
         monkeypatch.setattr(tifffile, "imwrite", lambda file, data, **kw: half_then_full(file))

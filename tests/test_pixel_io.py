@@ -15,7 +15,7 @@ ort = pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from bsrn_edge.errors import InputError  # noqa: E402
-from bsrn_edge.export.cli import print_table  # noqa: E402
+from bsrn_edge.apps.export_cli import print_table  # noqa: E402
 from bsrn_edge.export.onnx_steps import set_metadata  # noqa: E402
 from bsrn_edge.export.pixel_io import pixel_io_from_onnx  # noqa: E402
 from bsrn_edge.export.validate import validate_uint8  # noqa: E402
@@ -153,7 +153,7 @@ def test_host_reference_is_from_nchw(lr_images):
 
 
 def test_help_documents_uint8_io():
-    from bsrn_edge.export.cli import build_parser
+    from bsrn_edge.apps.export_cli import build_parser
 
     text = " ".join(build_parser().format_help().split())
     assert "--uint8-io" in text and "<stem>.u8.onnx" in text and "<stem>.fp16.u8.onnx" in text

@@ -172,7 +172,7 @@ def test_threads_share_one_upscaler(up, lr_images):
 
 # -- bsrn-upscale ----------------------------------------------------------------------------
 def _cli(*args: str):
-    from bsrn_edge.runtime.cli import main
+    from bsrn_edge.apps.upscale import main
 
     return main(list(args))
 
@@ -225,7 +225,7 @@ def test_cli_exif_orientation_icc_and_16_bit(tmp_path, onnx_path, lr_images):
 
 
 def test_cli_keeps_16_bit_colour_png_and_its_icc(tmp_path, onnx_path, lr_images):
-    from bsrn_edge.runtime.png16 import encode_png16, read_png16
+    from bsrn_edge.imageio.png16 import encode_png16, read_png16
 
     src = (lr_images[1][:20, :24].astype(np.uint16) * 257) + 3  # values an 8-bit round trip would lose
     icc = b"icc-profile-for-16-bit"
@@ -243,7 +243,7 @@ def test_cli_keeps_16_bit_colour_png_and_its_icc(tmp_path, onnx_path, lr_images)
 def test_exif_orientations_match_pillow():
     from PIL import Image, ImageOps
 
-    from bsrn_edge.runtime.png16 import apply_orientation
+    from bsrn_edge.imageio.png16 import apply_orientation
 
     a = np.arange(6 * 4 * 3, dtype=np.uint8).reshape(6, 4, 3)
     for tag in range(1, 9):
@@ -258,7 +258,7 @@ def test_exif_orientations_match_pillow():
 def test_cli_refuses_a_decompression_bomb(tmp_path, onnx_path, lr_images, monkeypatch, capsys):
     from PIL import Image
 
-    import bsrn_edge.runtime.cli as cli_mod
+    import bsrn_edge.apps.upscale.parser as cli_mod
 
     Image.fromarray(lr_images[0][:40, :40]).save(tmp_path / "bomb.png")
     monkeypatch.setattr(cli_mod, "MAX_PIXELS", 100)  # 1,600 px is then more than twice the limit

@@ -165,7 +165,7 @@ def test_a_truncated_file_or_text_named_mp4_is_a_clear_error(clip, tmp_path, onn
 
 def test_a_crash_mid_clip_leaves_no_file_and_the_old_output_intact(clip, onnx_path, tmp_path):
     from bsrn_edge.runtime import Upscaler
-    from bsrn_edge.runtime.video import upscale_video
+    from bsrn_edge.apps.video import upscale_video
 
     seen = []
 
@@ -184,7 +184,7 @@ def test_a_crash_mid_clip_leaves_no_file_and_the_old_output_intact(clip, onnx_pa
 
 def test_ctrl_c_leaves_no_file_under_the_final_name(clip, onnx_path, tmp_path):
     dst = tmp_path / "out.mp4"
-    cmd = [sys.executable, "-m", "bsrn_edge.runtime.cli", "-i", str(clip), "-o", str(dst), "--model", str(onnx_path)]
+    cmd = [sys.executable, "-m", "bsrn_edge.apps.upscale", "-i", str(clip), "-o", str(dst), "--model", str(onnx_path)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     deadline = time.monotonic() + 120

@@ -14,7 +14,7 @@ import pytest
 from bsrn_edge.errors import InputError
 from bsrn_edge.imageio import read_rgb
 from bsrn_edge.metrics import psnr
-from bsrn_edge.runtime.video import segment_spans
+from bsrn_edge.apps.video import segment_spans
 from conftest import needs_ort, needs_torch
 
 FPS, N = 25, 60  # 2.4 s
@@ -32,10 +32,10 @@ def test_spans_cover_the_clip_in_pieces_of_half_to_one_and_a_half_segments():
 
 
 def test_a_failed_segment_fails_the_video_once_with_its_reason(tmp_path):
-    from bsrn_edge.distributed.manifest import Entry
-    from bsrn_edge.distributed.segments import Joiner, SplitVideo, parse_span, span_text
-    from bsrn_edge.runtime.cli import Job
-    from bsrn_edge.runtime.video import segment_path
+    from bsrn_edge.apps.distributed.manifest import Entry
+    from bsrn_edge.apps.distributed.segments import Joiner, SplitVideo, parse_span, span_text
+    from bsrn_edge.apps.jobs import Job
+    from bsrn_edge.apps.video import segment_path
 
     spans = [(Fraction(0), Fraction(1)), (Fraction(1), None)]
     assert [parse_span(span_text(s)) for s in spans] == spans and parse_span(span_text(None)) is None
@@ -80,7 +80,7 @@ def clip(tmp_path_factory, set5_dir) -> Path:
 def test_segments_joined_match_the_whole_file(clip, bsrn_s_export, tmp_path):
     from bsrn_edge.imageio import remove_partials
     from bsrn_edge.runtime import Upscaler
-    from bsrn_edge.runtime.video import (VideoOptions, join_segments, plan_segments, segment_path, upscale_segment,
+    from bsrn_edge.apps.video import (VideoOptions, join_segments, plan_segments, segment_path, upscale_segment,
                                          upscale_video)
 
     up = Upscaler(bsrn_s_export.files["onnx"])

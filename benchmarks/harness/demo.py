@@ -47,7 +47,7 @@ def upscale_step(onnx: Path, out: Path) -> Path:
     from bsrn_edge.datasets import bundled_set5, find_pairs
     from bsrn_edge.imageio import read_rgb
     from bsrn_edge.runtime import Upscaler
-    from bsrn_edge.runtime.images import write_image
+    from bsrn_edge.imageio import write_image
 
     print("== 2. upscale a bundled image with the runtime (no PyTorch inside)", flush=True)
     pair = find_pairs(bundled_set5(), 4)[2]

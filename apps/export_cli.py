@@ -1,4 +1,4 @@
-"""bsrn-export: a thin command line over ``bsrn_edge.export.pipeline``."""
+"""bsrn-export: a thin command line over :mod:`bsrn_edge.export.pipeline`."""
 
 from __future__ import annotations
 
@@ -8,13 +8,12 @@ import sys
 from pathlib import Path
 
 from bsrn_edge.errors import BsrnEdgeError, InputError, MissingDependencyError, ValidationError
+from bsrn_edge.export.engine_cache import EngineProfile
 
-from bsrn_edge.runtime.cli import whole_number
+from .args import EXIT_FAILED, EXIT_MISSING, EXIT_USAGE, whole_number
 
-from .engine_cache import EngineProfile
-
-EXIT_VALIDATION, EXIT_INPUT, EXIT_DEPENDENCY = 1, 2, 3
-EXIT_WRITE = 1  # the work ran, but a file could not be written (full disk, read-only folder …)
+EXIT_VALIDATION = EXIT_WRITE = EXIT_FAILED  # a failed validation; the work ran but a file could not be written
+EXIT_INPUT, EXIT_DEPENDENCY = EXIT_USAGE, EXIT_MISSING
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _profile(args: argparse.Namespace, min_size: int, tile: int) -> EngineProfile:
-    from .pipeline import default_profile
+    from bsrn_edge.export.pipeline import default_profile
 
     d = default_profile(min_size, tile)
     return EngineProfile(
@@ -72,7 +71,7 @@ def _onnx_only(args: argparse.Namespace, say) -> int:  # type: ignore[no-untyped
     from bsrn_edge.meta import ModelMeta
     from bsrn_edge.runtime.model_info import read_onnx_props
 
-    from .pipeline import build_engine_step
+    from bsrn_edge.export.pipeline import build_engine_step
 
     path: Path = args.onnx
     if not path.is_file():
@@ -105,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
             return _onnx_only(args, say)
         from bsrn_edge.variants import get_variant
 
-        from .pipeline import ExportOptions, export_checkpoint
+        from bsrn_edge.export.pipeline import ExportOptions, export_checkpoint
 
         profile = None
         if any(x is not None for x in (args.min_tile, args.opt_tile, args.max_tile, args.max_batch)):

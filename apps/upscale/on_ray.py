@@ -17,13 +17,16 @@ from pathlib import Path
 from bsrn_edge._lazy import require
 from bsrn_edge.errors import BsrnEdgeError
 from bsrn_edge.imageio import remove_partials
-from bsrn_edge.runtime.cli import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Job, Tally, count_outcome, say,
-                                   image_options, name_suffix, usage_error, video_options)
-from bsrn_edge.runtime.cli import open_upscaler as open_checked  # the single-machine model and --tile checks
 
-from .manifest import MANIFEST_NAME, OUTCOME_OF_STATUS, Entry, ManifestLog, read_manifest, resume, write_manifest
-from .plan import actor_shape, discover_inputs, plan_outputs
-from .ray_job import WorkerOptions, cluster_resources, connect, run_on_ray
+from ..args import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from ..batch import Tally, count_outcome, say
+from ..distributed.manifest import MANIFEST_NAME, OUTCOME_OF_STATUS, Entry, ManifestLog, read_manifest, resume, write_manifest
+from ..distributed.plan import actor_shape, discover_inputs, plan_outputs
+from ..distributed.ray_job import WorkerOptions, cluster_resources, connect, run_on_ray
+from ..jobs import Job
+from .parser import image_options, name_suffix, video_options
+from .run import open_upscaler as open_checked  # the single-machine model and --tile checks
+from .run import usage_error
 
 __all__ = ["run_command"]
 
@@ -69,7 +72,7 @@ def _on_cluster(todo: list[Job], args: argparse.Namespace, options: WorkerOption
 
 
 def run_command(args: argparse.Namespace) -> int:
-    """Run ``bsrn-upscale`` with ``--ray`` (``args`` from :func:`bsrn_edge.runtime.cli.build_parser`)."""
+    """Run ``bsrn-upscale`` with ``--ray`` (``args`` from :func:`bsrn_edge.apps.upscale.parser.build_parser`)."""
     if args.ray is None:
         print("bsrn-upscale: error: --actors, --cpus-per-actor and --segment-seconds need --ray", file=sys.stderr)
         return EXIT_USAGE

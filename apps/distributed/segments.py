@@ -1,11 +1,11 @@
 """One long video as several Ray tasks: split on the driver, one segment per task, joined on the driver.
 
 A video longer than 1½ × ``--segment-seconds`` is cut into spans of that length by timestamp
-(:func:`bsrn_edge.runtime.video.plan_segments`). Each span is one row of the Dataset: an actor upscales
-it with :func:`~bsrn_edge.runtime.video.upscale_segment` into a hidden temporary beside the output
-(:func:`~bsrn_edge.runtime.video.segment_path`, a name that ``remove_partials`` cleans up and that is
+(:func:`bsrn_edge.apps.video.plan_segments`). Each span is one row of the Dataset: an actor upscales
+it with :func:`~bsrn_edge.apps.video.upscale_segment` into a hidden temporary beside the output
+(:func:`~bsrn_edge.apps.video.segment_path`, a name that ``remove_partials`` cleans up and that is
 never taken for an input). Once every segment of a video has arrived, the driver joins them with
-:func:`~bsrn_edge.runtime.video.join_segments` (packets copied, nothing re-encoded; the audio copied
+:func:`~bsrn_edge.apps.video.join_segments` (packets copied, nothing re-encoded; the audio copied
 once from the input), removes the segments, and reports the video as one manifest entry. A failed
 segment fails the whole video, with the segment's reason.
 """
@@ -20,8 +20,8 @@ from typing import Sequence
 
 from bsrn_edge.errors import BsrnEdgeError
 from bsrn_edge.imageio import remove_partials
-from bsrn_edge.runtime.cli import Job
-from bsrn_edge.runtime.video import Span, join_segments, plan_segments, segment_path
+from ..jobs import Job
+from ..video import Span, join_segments, plan_segments, segment_path
 
 from .manifest import Entry
 from .plan import VIDEO

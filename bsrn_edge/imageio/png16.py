@@ -7,7 +7,7 @@ choice changes speed and file size only (benchmarks/png16_speed.py).
 Neither codec writes ancillary chunks, so the ICC profile (``iCCP``) and EXIF (``eXIf``) are spliced in
 after ``IHDR`` by :func:`add_chunks`, whichever codec encoded the pixels.
 
-:func:`apply_orientation` (EXIF orientation on an array) lives here too; :mod:`bsrn_edge.runtime.images`
+:func:`apply_orientation` (EXIF orientation on an array) lives here too; :mod:`bsrn_edge.imageio`
 uses it for every format.
 """
 

@@ -1,4 +1,4 @@
-"""Reading and writing images (Pillow), torch-free."""
+"""Atomic writes: a file appears under its name only once complete, with the mode a plain ``open`` gives it."""
 
 from __future__ import annotations
 
@@ -8,28 +8,7 @@ import secrets
 from pathlib import Path
 from typing import Iterable
 
-import numpy as np
-
-from ._lazy import require
-from .errors import InputError
-
-__all__ = ["IMAGE_EXTENSIONS", "read_rgb", "write_atomic", "atomic_path", "is_partial", "partial_path", "remove_partials"]
-
-# File suffixes (lower case) that every folder scan treats as images: datasets, calibration sets, bsrn-upscale.
-IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
-
-
-def read_rgb(path: str | Path) -> np.ndarray:
-    """Read an image file as H×W×3 uint8 RGB."""
-    Image = require("PIL.Image")
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
-    except FileNotFoundError as exc:
-        raise InputError(f"{path}: no such image file") from exc
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise InputError(f"{path}: not a readable image ({exc})") from exc
-
+__all__ = ["write_atomic", "atomic_path", "is_partial", "partial_path", "remove_partials"]
 
 # temporary names: ".<final name>.<8 random characters>.part<suffix>" (Python's mkstemp used the same shape)
 _PARTIAL = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.part", re.IGNORECASE)

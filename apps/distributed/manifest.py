@@ -21,7 +21,7 @@ from typing import Iterable, Literal
 
 from bsrn_edge.errors import InputError
 from bsrn_edge.imageio import write_atomic
-from bsrn_edge.runtime.cli import Job
+from ..jobs import Job
 
 __all__ = ["MANIFEST_NAME", "Entry", "read_manifest", "write_manifest", "ManifestLog", "resume"]
 
@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 MANIFEST_NAME = "bsrn-manifest.jsonl"
 Status = Literal["done", "skipped", "failed"]
 _STATUSES = ("done", "skipped", "failed")
-#: bsrn-upscale's outcome of one input (``runtime.cli.attempt``) ↔ its manifest status
+#: bsrn-upscale's outcome of one input (``apps.batch.attempt``) ↔ its manifest status
 STATUS_OF_OUTCOME = {"written": "done", "skipped": "skipped", "failed": "failed"}
 OUTCOME_OF_STATUS = {status: outcome for outcome, status in STATUS_OF_OUTCOME.items()}
 

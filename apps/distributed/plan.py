@@ -3,8 +3,8 @@
 Inputs (:func:`discover_inputs`) are a folder (searched recursively), a glob (``photos/**/*.jpg``) or a
 text file of paths, one a line; images and videos (by suffix) alike. Outputs (:func:`plan_outputs`)
 keep each input's path relative to the input root; inside each folder image names follow the
-single-machine rule of ``bsrn-upscale`` (:func:`bsrn_edge.runtime.cli.folder_jobs`) and a video keeps
-its name (:func:`bsrn_edge.runtime.video.output_for`). Every path is absolute, because Ray workers do
+single-machine rule of ``bsrn-upscale`` (:func:`bsrn_edge.apps.jobs.folder_jobs`) and a video keeps
+its name (:func:`bsrn_edge.apps.video.output_for`). Every path is absolute, because Ray workers do
 not share the driver's working folder.
 """
 
@@ -18,8 +18,8 @@ from typing import Mapping
 
 from bsrn_edge.errors import InputError
 from bsrn_edge.imageio import IMAGE_EXTENSIONS, is_partial
-from bsrn_edge.runtime.cli import Job, folder_jobs, refuse_inputs
-from bsrn_edge.runtime.video import VIDEO_EXTENSIONS, output_for
+from ..jobs import Job, folder_jobs, refuse_inputs
+from ..video import VIDEO_EXTENSIONS, output_for
 
 __all__ = ["VIDEO", "Inputs", "ActorShape", "discover_inputs", "plan_outputs", "actor_shape"]
 

@@ -1,7 +1,7 @@
-"""bsrn_edge.distributed: upscale a collection on a Ray cluster (``bsrn-upscale --ray``; extra ``[ray]``).
+"""bsrn_edge.apps.distributed: upscale a collection on a Ray cluster (``bsrn-upscale --ray``; extra ``[ray]``).
 
 :mod:`.plan` and :mod:`.manifest` decide inputs, outputs and what a re-run skips, without Ray;
-:mod:`.ray_job` runs the jobs on Ray Data (imported lazily); :mod:`.command` is the command line.
+:mod:`.ray_job` runs the jobs on Ray Data (imported lazily); the command line is :mod:`bsrn_edge.apps.upscale.on_ray`.
 """
 
 from .manifest import MANIFEST_NAME, Entry, read_manifest, resume

@@ -1,10 +1,10 @@
 """The Ray Data side of a distributed run: a Dataset of jobs, a pool of actors each holding one ``Upscaler``.
 
 The Dataset holds paths only (one row, and one block, per input: an image, or a whole video file run
-through :func:`bsrn_edge.runtime.video.upscale_video`, audio remuxed, or one segment of a long video:
+through :func:`bsrn_edge.apps.video.upscale_video`, audio remuxed, or one segment of a long video:
 see :mod:`.segments`); each actor decodes images with
-``bsrn-upscale``'s own reader (:func:`bsrn_edge.runtime.images.read_image`) and writes with its atomic
-writer, through :func:`bsrn_edge.runtime.cli.attempt`, so outputs are the single-machine ones bit for
+``bsrn-upscale``'s own reader (:func:`bsrn_edge.imageio.read_image`) and writes with its atomic
+writer, through :func:`bsrn_edge.apps.batch.attempt`, so outputs are the single-machine ones bit for
 bit. ``ray.data.read_images`` is not used: checked on Ray 2.60, it ignores EXIF orientation (a rotated
 JPEG comes out unrotated), drops the ICC profile (there is no column for it) and reads 16-bit colour
 PNGs as 8-bit; only alpha survives (RGBA stays 4 channels).
@@ -32,8 +32,9 @@ import numpy as np
 
 from bsrn_edge._lazy import require
 from bsrn_edge.errors import InputError
-from bsrn_edge.runtime.cli import ImageOptions, Job, attempt
-from bsrn_edge.runtime.video import Span, VideoOptions
+from ..batch import attempt
+from ..jobs import ImageOptions, Job
+from ..video import Span, VideoOptions
 
 from .manifest import STATUS_OF_OUTCOME, Entry
 from .plan import VIDEO, ActorShape
@@ -83,7 +84,7 @@ class UpscaleActor:
 
     def _run_video(self, job: Job, up: Any, force: bool) -> str:
         """One video file through ``upscale_video`` (atomic too); "skipped" when its output exists."""
-        from bsrn_edge.runtime.video import upscale_video
+        from ..video import upscale_video
 
         if job.refusal:
             raise InputError(job.refusal)
@@ -94,7 +95,7 @@ class UpscaleActor:
 
     def _segment_runner(self, span: Span) -> Callable[[Job, Any, bool], str]:
         """Runs one segment of a video (always written: a segment is a temporary of this run)."""
-        from bsrn_edge.runtime.video import upscale_segment
+        from ..video import upscale_segment
 
         def run(job: Job, up: Any, force: bool) -> str:
             upscale_segment(job.src, job.dst, up, span, self.video)

@@ -1,0 +1,139 @@
+"""Running planned jobs: one input at a time, a failure counted and reported without stopping the batch
+(unless nothing after it could succeed), shared by ``bsrn-upscale`` and the Ray workers."""
+
+from __future__ import annotations
+
+import errno
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bsrn_edge._lazy import require
+from bsrn_edge.errors import BsrnEdgeError, InputError
+from bsrn_edge.imageio import OUTPUT_FORMATS as FORMATS, read_image, write_image
+from bsrn_edge.pixels import outscale_size, resize
+
+from .jobs import ImageOptions, Job, has_transparency
+
+__all__ = ["Tally", "WriteError", "attempt", "count_outcome", "run_jobs", "say", "upscale_picture", "write_failure"]
+
+# write errors after which no later file can succeed either: the batch stops with its summary
+_STOP_ERRNOS = {errno.EROFS: "read-only file system", errno.ENOSPC: "disk full", errno.EDQUOT: "disk quota exceeded"}
+
+
+@dataclass
+class Tally:
+    """What a run did; ``stopped`` says why the batch ended early (None when it did not)."""
+
+    total: int
+    written: int = 0
+    skipped: int = 0
+    failed: int = 0
+    stopped: str | None = None
+
+    def summary(self) -> str:
+        left = self.total - self.written - self.skipped - self.failed
+        text = f"{self.written} written, {self.failed} failed, {self.skipped} skipped (already done)"
+        if left:
+            text += f", {left} not attempted"
+        return f"stopped: {self.stopped}. {text}" if self.stopped else text
+
+
+def write_failure(exc: OSError, dst: Path) -> tuple[str, str | None]:
+    """(message for this file, reason to stop the batch or None) for a failed write of ``dst``."""
+    what = exc.strerror or str(exc)
+    msg = f"{dst}: cannot write it ({what})"
+    if exc.errno in _STOP_ERRNOS:
+        return msg, f"{dst.parent}: {_STOP_ERRNOS[exc.errno]}; no later file could be written"
+    if exc.errno in (errno.EACCES, errno.EPERM) and not os.access(dst.parent, os.W_OK | os.X_OK):
+        return msg, f"{dst.parent}: the output folder is not writable; fix its permissions or choose another -o"
+    return msg, None
+
+
+def upscale_picture(pixels: np.ndarray, up, outscale: float | None) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """The network's output, resampled (Lanczos) to ``outscale`` × the input size when that differs."""
+    out = up.upscale(pixels)
+    if outscale is None or outscale == up.scale:
+        return out
+    return resize(out, *outscale_size(pixels.shape[0], pixels.shape[1], outscale))
+
+
+def _run_one(job: Job, up, force: bool, options: ImageOptions = ImageOptions()) -> str:  # type: ignore[no-untyped-def]
+    """Upscale one job; returns "written" or "skipped", raises BsrnEdgeError / OSError on failure."""
+    if job.refusal:
+        raise InputError(job.refusal)
+    if job.done(options.max_pixels) and not force:
+        return "skipped"
+    pic = read_image(job.src, max_pixels=options.max_pixels)
+    pixels, dst, fmt = pic.pixels, job.dst, job.fmt
+    if job.alpha_dst is not None and pixels.ndim == 3 and pixels.shape[2] == 4:
+        if not has_transparency(pixels):  # an alpha that hides nothing: drop it before the network, JPEG loses nothing
+            pixels = pixels[..., :3]
+        else:
+            dst, fmt = job.alpha_dst, FORMATS["png"]
+    if dst.is_dir():
+        raise InputError(f"{dst}: a folder has the output's name; move it away or choose another -o")
+    if dst != job.dst:
+        say(f"{job.src.name} has transparency, which {job.fmt} cannot hold: writing {dst.name} (PNG) instead")
+    out = upscale_picture(pixels, up, options.outscale)
+    try:
+        write_image(out, dst, fmt, icc=pic.icc, exif=pic.exif, lossless=options.lossless and fmt == FORMATS["webp"])
+    except OSError as exc:
+        raise WriteError(dst, exc) from exc
+    return "written"
+
+
+class WriteError(OSError):
+    """An OSError while writing ``dest`` (which may differ from the job's planned name)."""
+
+    def __init__(self, dest: Path, cause: OSError):
+        super().__init__(cause.errno, cause.strerror or str(cause))
+        self.dest = dest
+
+
+def attempt(job: Job, up, force: bool, run=None,  # type: ignore[no-untyped-def]
+            options: ImageOptions = ImageOptions()) -> tuple[str, str | None, str | None]:
+    """Run one job without raising for a per-file error: (``"written"``, ``"skipped"`` or ``"failed"``,
+    the failure's message, a reason to stop the batch). Used by this loop and by the Ray workers.
+    ``run(job, up, force)`` does the work (default: an image with ``options``) and raises BsrnEdgeError / OSError."""
+    try:
+        return run(job, up, force) if run else _run_one(job, up, force, options), None, None
+    except BsrnEdgeError as exc:
+        return "failed", str(exc), None
+    except OSError as exc:
+        msg, stop = write_failure(exc, getattr(exc, "dest", job.dst))
+        return "failed", msg, stop
+
+
+def count_outcome(tally: Tally, src: Path | str, outcome: str, msg: str | None, stop: str | None, say) -> bool:  # type: ignore[no-untyped-def]
+    """Count one :func:`attempt` result into ``tally`` and report a failure; True when the batch must stop."""
+    if outcome == "failed":
+        tally.failed += 1
+        say(f"failed {src}: {msg}")
+        tally.stopped = tally.stopped or stop
+        return stop is not None
+    if outcome == "skipped":
+        tally.skipped += 1
+    else:
+        tally.written += 1
+    return False
+
+
+def run_jobs(jobs: list[Job], up, force: bool, say, tally: Tally,  # type: ignore[no-untyped-def]
+             options: ImageOptions = ImageOptions()) -> None:
+    """Run the planned jobs in order, counting into ``tally`` as they end (so an interrupt keeps the counts);
+    per-file errors are reported and counted, a stop reason ends the batch."""
+    tqdm = require("tqdm").tqdm
+    for job in tqdm(jobs, desc="upscaling", unit="img", file=sys.stderr, disable=len(jobs) < 2):
+        if count_outcome(tally, job.src, *attempt(job, up, force, options=options), say):
+            break
+
+
+
+def say(message: str) -> None:
+    """One line on stderr that does not break a progress bar."""
+    require("tqdm").tqdm.write(f"bsrn-upscale: {message}", file=sys.stderr)
+

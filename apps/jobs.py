@@ -1,0 +1,171 @@
+"""The batch-job model of ``bsrn-upscale`` (single machine and Ray): what each input becomes, planned
+for the whole batch before any work.
+
+Output names are planned for the whole batch first (see :func:`plan_jobs`); an existing output is taken
+as done, because outputs are only ever renamed into place once complete.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from bsrn_edge._lazy import available, require
+from bsrn_edge.errors import BsrnEdgeError, InputError
+from bsrn_edge.imageio import IMAGE_EXTENSIONS, MAX_PIXELS, OUTPUT_FORMATS as FORMATS, holds_alpha, is_partial, output_ext, read_image
+
+__all__ = ["Job", "ImageOptions", "has_transparency", "list_inputs", "folder_jobs", "refuse_inputs", "plan_jobs"]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One input and the output planned for it; ``refusal`` set when the plan already forbids it.
+
+    ``alpha_dst``: where the output goes instead when the image has alpha and ``fmt`` cannot hold it
+    (JPEG → PNG), chosen with the whole batch in view so it never takes an input's or another output's name.
+    """
+
+    src: Path
+    dst: Path
+    fmt: str
+    refusal: str | None = None
+    alpha_dst: Path | None = None
+
+    @property
+    def outputs(self) -> list[Path]:
+        """Every name this job may write (for cleaning up a killed run's temporary files)."""
+        return [self.dst] if self.alpha_dst is None else [self.dst, self.alpha_dst]
+
+    def done(self, max_pixels: int = MAX_PIXELS) -> bool:
+        """True when this job's output exists: a re-run skips it. The PNG beside a JPEG output counts only
+        when the input (read within ``max_pixels``) really has transparency (else that PNG is another file)."""
+        if self.dst.is_file():
+            return True
+        if self.alpha_dst is None or not self.alpha_dst.is_file():
+            return False
+        try:
+            return has_transparency(read_image(self.src, max_pixels=max_pixels).pixels)
+        except BsrnEdgeError:  # unreadable now: let the run report it
+            return False
+
+
+def has_transparency(pixels: np.ndarray) -> bool:
+    """True for an H×W×4 uint8/uint16 image whose alpha is not opaque everywhere."""
+    return pixels.ndim == 3 and pixels.shape[2] == 4 and bool((pixels[..., 3] < np.iinfo(pixels.dtype).max).any())
+
+
+@dataclass(frozen=True)
+class ImageOptions:
+    """How each image is read, resampled and written (the image flags of ``bsrn-upscale``)."""
+
+    outscale: float | None = None  # final scale against the input; None: the model's
+    max_pixels: int = MAX_PIXELS
+    lossless: bool = False  # WebP
+
+
+def list_inputs(src: Path) -> list[Path]:
+    """The image files of ``src`` (a file or a folder), sorted; temporary files of unfinished writes are never inputs."""
+    if not src.exists():
+        raise InputError(f"{src}: no such file or folder")
+    if not src.is_dir():
+        return [src]
+    files = sorted(p for p in src.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and not is_partial(p) and not p.is_dir())
+    if not files:
+        raise InputError(f"{src}: no images ({', '.join(IMAGE_EXTENSIONS)})")
+    return files
+
+
+def _out_ext(f: Path, ext: str | None) -> str:
+    """The output extension for input ``f``: ``ext``, else the input's own where bsrn-edge writes it (TIFF only
+    with tifffile installed: without the formats extra a TIFF input comes out as PNG), else png."""
+    own = output_ext(f.suffix)
+    return ext or (own if own != "tif" or available("tifffile") else None) or "png"
+
+
+def _folder_names(files: list[Path], ext: str | None, suffix: str = "") -> dict[Path, str]:
+    """Output names in one folder: ``<stem><suffix>.<ext>``, unless two inputs would share it (compared
+    without regard to case, as on macOS and Windows). Then the input whose extension is the output's keeps
+    the plain name and every other one keeps its own extension too: ``pic.png`` → ``pic.png``,
+    ``pic.bmp`` → ``pic.bmp.png``; ``shot.jpg`` → ``shot.jpg``, ``shot.jpeg`` → ``shot.jpeg.jpg``.
+    A clash that remains (``Pic.png`` beside ``pic.png``) is refused before anything runs."""
+    groups: dict[str, list[Path]] = {}
+    for f in files:
+        groups.setdefault(f"{f.stem}{suffix}.{_out_ext(f, ext)}".casefold(), []).append(f)
+    names = {}
+    for members in groups.values():
+        for f in members:
+            e = _out_ext(f, ext)
+            plain = len(members) == 1 or f.suffix.lower() == f".{e}"
+            names[f] = f"{f.stem}{suffix}.{e}" if plain else f"{f.stem}{suffix}{f.suffix}.{e}"
+    taken: dict[str, Path] = {}
+    clashes = []
+    for f in files:
+        other = taken.setdefault(names[f].casefold(), f)
+        if other != f:
+            clashes.append(f"{other.name} and {f.name} → {names[f]}")
+    if clashes:
+        raise InputError(f"two inputs would be written to one output name: {'; '.join(clashes)}. "
+                         f"Rename one of them, or move it to another folder; nothing was written")
+    return names
+
+
+def _taken_names(outputs: list[str], inputs: list[Path], folder: Path) -> set[str]:
+    """Names (case-folded) a fallback PNG in ``folder`` must not take: the planned outputs, and the inputs
+    that live in that folder."""
+    here = folder.resolve()
+    return {n.casefold() for n in outputs} | {f.name.casefold() for f in inputs if f.parent.resolve() == here}
+
+
+def _alpha_name(name: str, taken: set[str]) -> str:
+    """The PNG name an output called ``name`` takes when its image has alpha and its format has none:
+    ``<stem>.png``, or ``<name>.png`` when that is an input's or another output's name."""
+    plain = f"{Path(name).stem}.png"
+    return plain if plain.casefold() not in taken else f"{name}.png"
+
+
+def folder_jobs(files: list[Path], dst: Path, ext: str | None, suffix: str = "") -> list[Job]:
+    """Jobs writing ``files`` (inputs of one folder) into the folder ``dst``, named by :func:`_folder_names`."""
+    names = _folder_names(files, ext, suffix)
+    taken = _taken_names(list(names.values()), files, dst)
+    jobs = []
+    for f, name in names.items():
+        fmt = FORMATS[_out_ext(f, ext)]
+        alpha = dst / _alpha_name(name, taken) if not holds_alpha(fmt) else None
+        jobs.append(Job(f, dst / name, fmt, alpha_dst=alpha))
+    return _writable(jobs)
+
+
+def _writable(jobs: list[Job]) -> list[Job]:
+    """``jobs``, after checking that their formats can be written here: TIFF needs tifffile (the formats
+    extra); without it a MissingDependencyError (exit 3) comes before any work."""
+    if any(j.fmt == FORMATS["tif"] for j in jobs):
+        require("tifffile")
+    return jobs
+
+
+def refuse_inputs(jobs: list[Job], files: list[Path]) -> list[Job]:
+    """``jobs``, each whose output is one of the input ``files`` carrying a refusal (an input is never overwritten)."""
+    inputs = {f.resolve() for f in files}
+    return [replace(j, refusal=f"{j.dst}: is an input file; refusing to overwrite it (choose another -o)")
+            if j.dst.resolve() in inputs else j for j in jobs]
+
+
+def plan_jobs(src: Path, dst: Path, ext: str | None, suffix: str = "") -> list[Job]:
+    """Every input with its output, planned before any work (see :func:`_folder_names` for name clashes).
+    ``ext``: the output extension (None: each input's own where it can be written, else png)."""
+    files = list_inputs(src)
+    if src.is_dir() or dst.is_dir() or not dst.suffix:
+        if dst.exists() and not dst.is_dir():
+            raise InputError(f"-o {dst}: is a file; for a folder of inputs, -o must be a folder (or a new name)")
+        jobs = folder_jobs(files, dst, ext, suffix)
+    else:
+        e = ext or output_ext(dst.suffix)
+        if e is None:
+            raise InputError(f"{dst}: unsupported output extension; use .png, .jpg, .webp or .tif")
+        fmt = FORMATS[e]
+        alpha = None if holds_alpha(fmt) else dst.parent / _alpha_name(dst.name, _taken_names([], files, dst.parent))
+        jobs = _writable([Job(files[0], dst, fmt, alpha_dst=alpha)])
+    return refuse_inputs(jobs, files)
+

@@ -1,0 +1,46 @@
+"""Image files, the one home: reading, writing, 16-bit PNG, TIFF and atomic writes.
+
+Used by the command lines, video, export and the Ray workers alike; the embeddable runtime
+(``bsrn_edge.runtime``) never imports it: it takes and returns arrays.
+
+- :func:`read_image` → :class:`Picture` (orientation applied, ICC and EXIF kept); :func:`read_rgb` for
+  plain 8-bit RGB (datasets, calibration).
+- :func:`write_image`: PNG 8/16-bit, JPEG, WebP, TIFF, always atomic.
+- :func:`atomic_path` / :func:`write_atomic`: any file, written to a hidden temporary and renamed.
+"""
+
+from .atomic import atomic_path, is_partial, partial_path, remove_partials, write_atomic
+from .files import read_image, read_rgb, write_image
+from .formats import (
+    FORMATS_HINT,
+    IMAGE_EXTENSIONS,
+    MAX_PIXELS,
+    OUTPUT_FORMATS,
+    Picture,
+    holds_16_bit,
+    holds_alpha,
+    output_ext,
+    output_format,
+)
+from .png16 import apply_orientation
+
+__all__ = [
+    "FORMATS_HINT",
+    "IMAGE_EXTENSIONS",
+    "MAX_PIXELS",
+    "OUTPUT_FORMATS",
+    "Picture",
+    "apply_orientation",
+    "atomic_path",
+    "holds_16_bit",
+    "holds_alpha",
+    "is_partial",
+    "output_ext",
+    "output_format",
+    "partial_path",
+    "read_image",
+    "read_rgb",
+    "remove_partials",
+    "write_atomic",
+    "write_image",
+]
