@@ -13,7 +13,8 @@ import numpy as np
 
 from bsrn_edge._lazy import require
 from bsrn_edge.errors import BsrnEdgeError, InputError
-from bsrn_edge.imageio import OUTPUT_FORMATS as FORMATS, read_image, write_image
+from bsrn_edge.imageio import OUTPUT_FORMATS as FORMATS
+from bsrn_edge.imageio import read_image, write_image
 from bsrn_edge.pixels import outscale_size, resize
 
 from .jobs import ImageOptions, Job, has_transparency

@@ -68,10 +68,9 @@ def print_table(rows: list, file=sys.stdout) -> None:  # type: ignore[no-untyped
 
 
 def _onnx_only(args: argparse.Namespace, say) -> int:  # type: ignore[no-untyped-def]
+    from bsrn_edge.export.pipeline import build_engine_step
     from bsrn_edge.meta import ModelMeta
     from bsrn_edge.runtime.model_info import read_onnx_props
-
-    from bsrn_edge.export.pipeline import build_engine_step
 
     path: Path = args.onnx
     if not path.is_file():
@@ -102,9 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         _check_arguments(args)
         if args.onnx is not None:
             return _onnx_only(args, say)
-        from bsrn_edge.variants import get_variant
-
         from bsrn_edge.export.pipeline import ExportOptions, export_checkpoint
+        from bsrn_edge.variants import get_variant
 
         profile = None
         if any(x is not None for x in (args.min_tile, args.opt_tile, args.max_tile, args.max_batch)):

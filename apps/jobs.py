@@ -14,7 +14,8 @@ import numpy as np
 
 from bsrn_edge._lazy import available, require
 from bsrn_edge.errors import BsrnEdgeError, InputError
-from bsrn_edge.imageio import IMAGE_EXTENSIONS, MAX_PIXELS, OUTPUT_FORMATS as FORMATS, holds_alpha, is_partial, output_ext, read_image
+from bsrn_edge.imageio import IMAGE_EXTENSIONS, MAX_PIXELS, holds_alpha, is_partial, output_ext, read_image
+from bsrn_edge.imageio import OUTPUT_FORMATS as FORMATS
 
 __all__ = ["Job", "ImageOptions", "has_transparency", "list_inputs", "folder_jobs", "refuse_inputs", "plan_jobs"]
 

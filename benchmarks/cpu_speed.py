@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-
 from _common import exported_onnx, machine_line, real_frame, time_calls
 from ort_profile import FRAME_DIMS, kernel_times
 

@@ -12,7 +12,6 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-
 from _common import exported_onnx, machine_line, real_frame, time_calls
 
 

@@ -232,7 +232,8 @@ def table(rows: list[Row], sz: Sizes, machine: str) -> str:
     (sh, sw), (fh, fw), (bh, bw) = sz.small, sz.frame, sz.big
     lines = [f"# {machine}",
              f"| {MODEL} path | net {sw}×{sh} [ms] | net {fw}×{fh} [ms] | upscale_into {fw}×{fh}→×4 [ms] | "
-             f"stream fps ({sz.frames} frames) | upscale {bw}×{bh}→×4 first / again [s] | net {bw}×{bh} [s] | peak device mem [MB] | note |",
+             f"stream fps ({sz.frames} frames) | upscale {bw}×{bh}→×4 first / again [s] | net {bw}×{bh} [s] | "
+             "peak device mem [MB] | note |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     lines += [row_line(r) for r in rows]
     return "\n".join(lines)

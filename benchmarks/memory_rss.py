@@ -16,9 +16,9 @@ import sys
 import time
 from pathlib import Path
 
-from bsrn_edge.bench.memory import proc_status_kb
-
 from _common import machine_line, real_frame
+
+from bsrn_edge.bench.memory import proc_status_kb
 
 
 def _status(field: str) -> int:

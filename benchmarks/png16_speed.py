@@ -27,8 +27,7 @@ import numpy as np
 from bsrn_edge.bench import time_calls
 from bsrn_edge.datasets import bundled_set5, shared_data_dir
 from bsrn_edge.hostinfo import cpu_model, usable_cores
-from bsrn_edge.imageio import png16
-from bsrn_edge.imageio import read_image, write_image
+from bsrn_edge.imageio import png16, read_image, write_image
 
 WIDTH, HEIGHT, GRID = 4000, 3000, 4  # a 4×4 grid of 1000×750 tiles
 

@@ -26,7 +26,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from _common import exported_onnx, machine_line, time_calls
 
 ROOT = Path(__file__).resolve().parent.parent

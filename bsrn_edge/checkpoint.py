@@ -23,7 +23,8 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
     from torch import nn
 
-__all__ = ["LoadedModel", "ArchName", "frozen_model", "load_model", "resolve_checkpoint", "read_state_dict", "unwrap_state_dict", "detect_variant", "sha256_file"]
+__all__ = ["LoadedModel", "ArchName", "frozen_model", "load_model", "resolve_checkpoint", "read_state_dict", "unwrap_state_dict",
+           "detect_variant", "sha256_file"]
 
 _WRAPPERS = ("params_ema", "params", "state_dict", "model_state_dict", "model", "net", "generator")
 
@@ -219,20 +220,20 @@ def detect_variant(sd: Mapping[str, "torch.Tensor"], sha256: str = "", source: s
     from .models.registry import ARCHS
 
     for arch in ARCHS.values():
-        config = arch.detect(dict(sd))
+        config = arch.detect(sd)
         if config is None:
             continue
-        matches = [v for v in VARIANTS.values() if v.arch == arch.name and v.kwargs == config]
+        matches = [v for v in VARIANTS.values() if v.arch == arch.arch and v.kwargs == config]
         for v in matches:
             if v.checkpoint and sha256 and _bundled_sha(v) == sha256:
                 return v
         if matches:
             return matches[0]
-        base = next((v for v in VARIANTS.values() if v.arch == arch.name), None)
-        name = arch.name + "-" + "-".join(f"{k}{v}" for k, v in config.items())
+        base = next((v for v in VARIANTS.values() if v.arch == arch.arch), None)
+        name = arch.arch + "-" + "-".join(f"{k}{v}" for k, v in config.items())
         if base is None:  # pragma: no cover - every arch has one entry
-            raise CheckpointError(f"{source}: architecture {arch.name} has no registry entry")
-        return replace(base, name=name, config=tuple(config.items()), scale=int(config["scale"]),
+            raise CheckpointError(f"{source}: architecture {arch.arch} has no registry entry")
+        return replace(base, name=name, config=tuple(config.items()), scale=int(str(config["scale"])),
                        checkpoint=None, origin=f"user checkpoint {source}", aliases=())
     raise CheckpointError(
         f"{source}: the state dict matches no known architecture (BSRN, BSRN-S, IMDN, RFDN, RLFN). "

@@ -19,7 +19,7 @@ _CHUNK = 32  # output rows converted per step
 DTYPES = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0, np.dtype(np.float32): 1.0}
 
 
-def quantize(x: np.ndarray, peak: float = 255.0, dtype: type = np.uint8) -> np.ndarray:
+def quantize(x: np.ndarray, peak: float = 255.0, dtype: np.dtype | type = np.uint8) -> np.ndarray:
     """Float RGB in [0, 1] → integers on ``[0, peak]``: clamped, rounded half to even, cast."""
     return np.clip(np.rint(np.asarray(x, dtype=np.float64) * peak), 0, peak).astype(dtype)
 

@@ -55,7 +55,7 @@ class Variant:
 
     @property
     def channels(self) -> int:
-        return int(self.kwargs["channels"])  # type: ignore[arg-type]
+        return _int(self.kwargs["channels"])
 
     @property
     def sizes(self) -> SizeRequirements:
@@ -64,7 +64,7 @@ class Variant:
 
     @property
     def blocks(self) -> int:
-        return int(self.kwargs["blocks"])  # type: ignore[arg-type]
+        return _int(self.kwargs["blocks"])
 
     @property
     def tags(self) -> list[str]:
@@ -76,6 +76,13 @@ class Variant:
     def family(self) -> str:
         """The architecture's name as spandrel's registry knows it once the plugin is installed (BSRN, IMDN, …)."""
         return self.arch.upper()
+
+
+def _int(value: object) -> int:
+    """A whole-number hyper-parameter of ``config`` (ints by construction: the registry and the detectors write them)."""
+    if not isinstance(value, int):
+        raise TypeError(f"expected an int hyper-parameter, got {value!r}")
+    return value
 
 
 _AUTHORS = "Li et al., 'Blueprint Separable Residual Network for Efficient Image Super-Resolution', CVPRW 2022"

@@ -44,7 +44,7 @@ def _progress_monitor(trt: Any, report: Callable[[str], None]) -> Any:
 
     class Monitor(base):  # type: ignore[misc, valid-type]
         def __init__(self) -> None:
-            base.__init__(self)
+            super().__init__()
 
         # TensorRT calls phase_start(phase_name, parent_phase, num_steps), positionally.
         def phase_start(self, phase_name, parent_phase, num_steps):  # type: ignore[no-untyped-def]

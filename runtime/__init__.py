@@ -6,6 +6,7 @@ model is opened.
 
 from bsrn_edge.errors import NonFiniteOutputError
 
-from .upscaler import Upscaler, open_backend
+from .open import open_backend
+from .upscaler import Upscaler
 
 __all__ = ["Upscaler", "open_backend", "NonFiniteOutputError"]

@@ -97,8 +97,10 @@ def _check_shape(y: Any, want: tuple[int, ...], scale: int) -> None:
 
 
 def banded_apply(infer: InferFn, read: ReadWindow, plan: TilePlan, write: WriteRows, *, batch: int = 1,
-                 ops: ArrayOps = NUMPY_OPS) -> None:
-    """Run every tile of ``plan`` and deliver the stitched output in final row blocks, top to bottom."""
+                 ops: ArrayOps = NUMPY_OPS, progress: Callable[[int, int], None] | None = None) -> None:
+    """Run every tile of ``plan`` and deliver the stitched output in final row blocks, top to bottom.
+
+    ``progress(done, total)``, when given, is called after each call of ``infer`` with the tiles run so far."""
     if batch < 1:
         raise InputError(f"batch must be ≥ 1, got {batch}")
     s, width_out = plan.scale, plan.width * plan.scale
@@ -106,11 +108,13 @@ def banded_apply(infer: InferFn, read: ReadWindow, plan: TilePlan, write: WriteR
         y = infer(ops.stack([read(0, plan.height, 0, plan.width)]))
         _check_shape(y, (1, 3, plan.height * s, width_out), s)
         write(0, plan.height * s, ops.hwc(y[0]))
+        if progress is not None:
+            progress(1, 1)
         return
     rows = len(plan.row_spans)
     extents = [_row_extent(plan, i) for i in range(rows)]
     band = ops.zeros((3, max(b - a for a, b in extents), width_out))  # C × rows × sW, like the tiles
-    base = extents[0][0]
+    base, ran = extents[0][0], 0
     for i in range(rows):
         tiles = [plan.tile_at(i * len(plan.col_spans) + j) for j in range(len(plan.col_spans))]
         for run in _runs(tiles, batch):
@@ -119,6 +123,9 @@ def banded_apply(infer: InferFn, read: ReadWindow, plan: TilePlan, write: WriteR
             for t, tile_out in zip(run, y):
                 out, own, w = tile_weights(plan, t)
                 band[:, out[0].start - base:out[0].stop - base, out[1]] += ops.weights(w) * tile_out[:, own[0], own[1]]
+            ran += len(run)
+            if progress is not None:
+                progress(ran, len(plan))
         done = extents[i + 1][0] if i + 1 < rows else extents[i][1]
         n = done - base
         if n > 0:

@@ -8,7 +8,8 @@ and each finished block of rows comes down once, already converted to the caller
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import logging
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -18,7 +19,12 @@ from bsrn_edge.pixels import DTYPES, row_writer
 from .bands import banded_apply
 from .tiling import TilePlan
 
+if TYPE_CHECKING:
+    from .tile_policy import TilePolicy
+
 __all__ = ["TorchOps", "DeviceTiler", "is_out_of_memory"]
+
+log = logging.getLogger(__name__)
 
 
 class TorchOps:
@@ -148,3 +154,18 @@ class DeviceTiler:
         read = self._reader(img, plane, float(DTYPES[a.dtype]), a.dtype == np.float32)
         infer = self._tensor_infer if self.tensor_net else self._pixel_infer
         banded_apply(infer, read, plan, self._writer(out, out_plane or plane, crop), batch=batch, ops=self.ops)
+
+    def run_planned(self, a: np.ndarray, plane: str, out: np.ndarray, out_plane: str, crop: tuple[int, int],
+                    tile: int | None, policy: TilePolicy) -> None:
+        """:meth:`run` with ``policy``'s plan for ``tile``; out of GPU memory, once more with half the tile."""
+        ph, pw = a.shape[:2]
+        try:
+            self.run(a, plane, out, policy.plan(ph, pw, tile), crop, policy.batch, out_plane)
+        except Exception as exc:  # noqa: BLE001 - only out-of-memory is retried
+            if not is_out_of_memory(exc):
+                raise
+            smaller = policy.smaller(tile, ph, pw)
+            log.warning("%s: out of GPU memory with %s; retrying once with %d-pixel tiles", policy.meta.variant,
+                        f"{tile}-pixel tiles" if tile else "the whole image", smaller)
+            self.torch.cuda.empty_cache()
+            self.run(a, plane, out, policy.plan(ph, pw, smaller), crop, policy.batch, out_plane)

@@ -232,10 +232,10 @@ def plan_tiles(
     """Plan the tiles of an LR image of ``height × width`` for a ×``scale`` network.
 
     An axis no longer than the tile is one window (exact along that axis). A longer axis gets windows
-    of the tile side (snapped to ESA's ``6k + 3`` by :meth:`SizeRequirements.snap_tile` when ``snap``), overlapping by at least ``overlap``, starting on
-    multiples of ``alignment``, the first and last flush with the image borders. No window is larger
-    than ``tile`` or smaller than ``min_size``. Raises :class:`InputError` for impossible arguments and
-    for images smaller than ``min_size`` (pad those first).
+    of the tile side (snapped to ESA's ``6k + 3`` by :meth:`SizeRequirements.snap_tile` when ``snap``),
+    overlapping by at least ``overlap``, starting on multiples of ``alignment``, the first and last flush
+    with the image borders. No window is larger than ``tile`` or smaller than ``min_size``. Raises
+    :class:`InputError` for impossible arguments and for images smaller than ``min_size`` (pad those first).
     """
     height = _check_int("height", height, 1, "pass the LR image height in pixels")
     width = _check_int("width", width, 1, "pass the LR image width in pixels")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import ROOT, SHARED_WEIGHTS, needs_torch
 
 pytestmark = needs_torch

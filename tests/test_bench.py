@@ -17,7 +17,6 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-
 from conftest import needs_ort, needs_torch
 
 pytestmark = [needs_torch, needs_ort]

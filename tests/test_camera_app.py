@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ROOT, needs_ort, needs_torch
 
 from bsrn_edge.imageio import read_rgb
-from conftest import ROOT, needs_ort, needs_torch
 
 cv2 = pytest.importorskip("cv2", reason="OpenCV not installed (extra 'camera')")
 pytestmark = [needs_ort, needs_torch]  # torch builds the ONNX fixture

@@ -6,7 +6,6 @@ import zlib
 
 import numpy as np
 import pytest
-
 from conftest import SHARED_WEIGHTS, needs_torch
 
 pytestmark = needs_torch

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from conftest import run_upscale as _upscale, save_image as _save, needs_ort, needs_torch
+from conftest import needs_ort, needs_torch
+from conftest import run_upscale as _upscale
+from conftest import save_image as _save
 
 pytestmark = [needs_ort, needs_torch]  # torch builds the ONNX fixture (and runs bundled names)
 
@@ -69,8 +70,8 @@ def test_same_stems_get_their_own_outputs(tmp_path, onnx_path, lr_images, capsys
 
 
 def test_output_plan_rules(tmp_path):
-    from bsrn_edge.errors import InputError
     from bsrn_edge.apps.jobs import plan_jobs
+    from bsrn_edge.errors import InputError
 
     src = tmp_path / "in"
     src.mkdir()
@@ -186,8 +187,8 @@ class _ReadOnlyFolder(_FakeOs):
 
 def fail_writes(monkeypatch, code: int, where: str, names: set[str] | None = None, read_only: Path | None = None):
     """Make atomic writes fail with errno ``code``; with ``read_only``, that folder also reads as not writable."""
-    import bsrn_edge.imageio.atomic as imageio
     import bsrn_edge.apps.batch as cli
+    import bsrn_edge.imageio.atomic as imageio
 
     monkeypatch.setattr(imageio, "os", _FailingOs(code, where, names))
     if read_only is not None:

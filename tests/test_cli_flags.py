@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from conftest import run_upscale as _upscale, save_image as _save, needs_ort, needs_torch
+from conftest import needs_ort, needs_torch
+from conftest import run_upscale as _upscale
+from conftest import save_image as _save
 
 pytestmark = [needs_ort, needs_torch]  # torch builds the ONNX fixture and runs the bundled default model
 

@@ -14,9 +14,8 @@ import subprocess
 import sys
 
 import pytest
-from PIL import Image
-
 from conftest import needs_ort, needs_torch
+from PIL import Image
 
 pytestmark = [needs_torch, needs_ort]
 

@@ -1,7 +1,6 @@
 """The deploy form computes the same function as the authors' structure, on real images."""
 
 import pytest
-
 from conftest import needs_torch
 
 pytestmark = needs_torch

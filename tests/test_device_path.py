@@ -8,7 +8,6 @@ import logging
 
 import numpy as np
 import pytest
-
 from conftest import needs_ort, needs_torch
 
 pytestmark = [needs_torch, needs_ort]
@@ -180,23 +179,16 @@ def test_out_of_memory_retries_once_with_a_smaller_tile(torch_cpu, lr_images, ca
 
 
 def test_gpu_tile_auto_sizes_from_free_device_memory(torch_cpu):
-    up = Upscaler(torch_cpu)
+    from bsrn_edge.runtime.tile_policy import TilePolicy
 
-    class FakeGpu:
-        kind, index = "cuda", 0
-        free = 0
-
-        def free_memory(self) -> int:
-            return self.free
-
-    gpu = FakeGpu()
-    up._device = gpu
-    gpu.free = 64 << 30  # a large GPU: 960×540 runs whole
-    assert up.tile_for(540, 960) is None
-    gpu.free = 512 << 20  # little free memory: tiles, snapped to 6k + 3, within the budget
-    side = up.tile_for(540, 960)
-    assert side is not None and side % 6 == 3 and side <= up.meta.tile
-    assert up._act_bytes(side * side) <= (512 << 20) * 0.5
+    free = [0]
+    policy = TilePolicy(torch_cpu.meta, torch_cpu.tile_limits, free_memory=lambda: free[0])
+    free[0] = 64 << 30  # a large GPU: 960×540 runs whole
+    assert policy.tile_for(540, 960) is None
+    free[0] = 512 << 20  # little free memory: tiles, snapped to 6k + 3, within the budget
+    side = policy.tile_for(540, 960)
+    assert side is not None and side % 6 == 3 and side <= torch_cpu.meta.tile
+    assert policy.act_bytes(side * side) <= (512 << 20) * 0.5
 
 
 def test_uint8_onnx_runs_through_iobinding_like_the_float_model(bsrn_s_export, tmp_path, lr_images):
@@ -367,7 +359,7 @@ def test_bgr_frames_for_opencv_users(torch_cpu, bsrn_s_export, lr_images, device
 
 
 def test_a_gpu_index_picks_the_uint8_sibling_like_cuda(bsrn_s_u8_export):
-    from bsrn_edge.runtime.upscaler import _pick_onnx
+    from bsrn_edge.runtime.open import _pick_onnx
 
     onnx = bsrn_s_u8_export.files["onnx"]
     assert _pick_onnx(onnx, "auto", "cuda").name == _pick_onnx(onnx, "auto", "cuda:0").name == "bsrn-s-x4.u8.onnx"

@@ -17,10 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import needs_ort, needs_torch
+from conftest import run_upscale as _upscale
 
 from bsrn_edge._lazy import available
 from bsrn_edge.errors import InputError
-from conftest import run_upscale as _upscale, needs_ort, needs_torch
 
 needs_ray = pytest.mark.skipif(not available("ray.data"), reason="ray[data] not installed (extra 'ray')")
 HAS_AV = available("av")
@@ -320,8 +321,8 @@ def test_a_long_video_runs_in_segments_and_joins_like_the_whole_file(tmp_path, s
     """--segment-seconds 1 on a 2.4 s clip: two tasks, one manifest line, the single-machine frames and audio."""
     import av
 
-    from bsrn_edge.bench.clips import write_pan_clip
     from bsrn_edge.apps.distributed import ray_job
+    from bsrn_edge.bench.clips import write_pan_clip
     from bsrn_edge.imageio import read_rgb
     from bsrn_edge.metrics import psnr
 

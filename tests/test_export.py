@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import needs_ort, needs_torch
 
 pytestmark = [needs_torch, needs_ort]
@@ -19,11 +18,11 @@ onnx = pytest.importorskip("onnx")
 
 from bsrn_edge import load_model  # noqa: E402
 from bsrn_edge.apps.export_cli import main as cli  # noqa: E402
+from bsrn_edge.errors import InputError, MissingDependencyError  # noqa: E402
 from bsrn_edge.export.engine_cache import EngineProfile, engine_key, sidecar_matches  # noqa: E402
 from bsrn_edge.export.pipeline import ExportOptions, build_engine_step, export_checkpoint  # noqa: E402
 from bsrn_edge.export.validate import ort_session  # noqa: E402
 from bsrn_edge.meta import ModelMeta  # noqa: E402
-from bsrn_edge.errors import InputError, MissingDependencyError  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ agree with the paper's Table 5; bundled Set5 ×4 always runs, the rest only wher
 from __future__ import annotations
 
 import pytest
-
 from conftest import needs_torch, shared
 
 pytestmark = needs_torch

@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms, ImageOps
 
-from bsrn_edge.errors import InputError, MissingDependencyError
 from bsrn_edge._lazy import available
-from bsrn_edge.imageio import png16
-from bsrn_edge.imageio import Picture, holds_alpha, output_format, read_image, write_image
+from bsrn_edge.errors import InputError, MissingDependencyError
+from bsrn_edge.imageio import Picture, holds_alpha, output_format, png16, read_image, write_image
 
 MAKE, DATETIME, DATETIME_ORIGINAL, ORIENTATION = 0x010F, 0x0132, 0x9003, 0x0112
 

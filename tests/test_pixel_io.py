@@ -6,7 +6,6 @@ import io
 
 import numpy as np
 import pytest
-
 from conftest import needs_ort
 
 pytestmark = [needs_ort]
@@ -14,8 +13,8 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from bsrn_edge.errors import InputError  # noqa: E402
 from bsrn_edge.apps.export_cli import print_table  # noqa: E402
+from bsrn_edge.errors import InputError  # noqa: E402
 from bsrn_edge.export.onnx_steps import set_metadata  # noqa: E402
 from bsrn_edge.export.pixel_io import pixel_io_from_onnx  # noqa: E402
 from bsrn_edge.export.validate import validate_uint8  # noqa: E402

@@ -9,7 +9,6 @@ import threading
 
 import numpy as np
 import pytest
-
 from conftest import needs_ort, needs_torch
 
 pytestmark = [needs_ort, needs_torch]  # torch only builds the ONNX fixture; the runtime never imports it
@@ -29,19 +28,32 @@ def up(onnx_path):
     return Upscaler(onnx_path)
 
 
-def test_import_and_run_without_torch(tmp_path, onnx_path):
-    (tmp_path / "torch").mkdir()
-    (tmp_path / "torch" / "__init__.py").write_text("raise ImportError('torch is blocked')\n")
+_BLOCKED = ("torch", "av", "ray", "tqdm", "PIL", "tifffile", "imagecodecs", "png")
+
+
+def test_import_and_run_without_torch_or_application_dependencies(tmp_path, onnx_path, lr_images):
+    """The runtime imports and runs (whole images, tiles with a progress callback, frames, a stream) with torch,
+    PyAV, Ray, tqdm and every image-file library made unimportable; it loads no application code either."""
+    for name in _BLOCKED:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "__init__.py").write_text(f"raise ImportError('{name} is blocked')\n")
+    np.save(tmp_path / "img.npy", lr_images[1][:48, :64])
     code = (
         "import sys, numpy as np\n"
         "from bsrn_edge.runtime import Upscaler\n"
-        "from bsrn_edge.imageio import read_rgb\n"
-        "from bsrn_edge.datasets import bundled_set5\n"
+        f"img = np.load({str(tmp_path / 'img.npy')!r})\n"
         f"u = Upscaler({str(onnx_path)!r})\n"
-        "img = read_rgb(sorted(bundled_set5().glob('*_LR.png'))[1])\n"
         "out = u.upscale(img)\n"
         "assert out.shape == (img.shape[0]*4, img.shape[1]*4, 3) and out.dtype == np.uint8\n"
-        "assert 'torch' not in sys.modules\n"
+        "seen = []\n"
+        f"tiled = Upscaler({str(onnx_path)!r}, tile=21, overlap=4).upscale(img, progress=lambda d, t: seen.append((d, t)))\n"
+        "assert seen and seen[-1][0] == seen[-1][1] > 1 and tiled.shape == out.shape\n"
+        "frame = np.ascontiguousarray(img)\n"
+        "into = u.upscale_into(frame, np.empty_like(out))\n"
+        "assert (next(iter(u.stream([frame]))) == into).all()\n"
+        f"blocked = [m for m in {_BLOCKED!r} if m in sys.modules]\n"
+        "apps = [m for m in sys.modules if m.startswith(('bsrn_edge.apps', 'bsrn_edge.imageio', 'bsrn_edge.export'))]\n"
+        "assert not blocked and not apps, (blocked, apps)\n"
         "print('ok', u.backend_name)\n"
     )
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
@@ -146,8 +158,8 @@ def test_shape_sessions_agree_with_the_dynamic_session_and_stay_bounded(onnx_pat
         out = np.empty_like(want)
         shaped.infer_into(x, out)
         np.testing.assert_array_equal(out, got)
-    assert not dynamic._shaped  # shape_sessions=0: the one dynamic session only
-    assert list(shaped._shaped) == [(1, 3, 40, 56), (1, 3, 17, 64)]  # least recently used dropped first
+    assert dynamic._shaped is None  # shape_sessions=0: the one dynamic session only
+    assert shaped._shaped.shapes() == [(1, 3, 40, 56), (1, 3, 17, 64)]  # least recently used dropped first
     assert Upscaler(shaped).backend is shaped  # an open backend can be handed to Upscaler
 
 

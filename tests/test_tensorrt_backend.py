@@ -9,10 +9,10 @@ import threading
 
 import numpy as np
 import pytest
+from fake_trt import engine_bytes, fake_gpu, nearest_upsample  # noqa: F401 - fake_gpu is a fixture
 
 from bsrn_edge.errors import InputError
 from bsrn_edge.meta import ModelMeta
-from fake_trt import engine_bytes, fake_gpu, nearest_upsample  # noqa: F401 - fake_gpu is a fixture
 
 SCALE = 4
 

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import needs_ort
 from fake_trt import fake_gpu, nearest_upsample  # noqa: F401 - fake_gpu is a fixture
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import needs_torch
 
 from bsrn_edge.errors import InputError
 from bsrn_edge.metrics import SeamStats, psnr, seam_ratio, seam_stats
@@ -12,7 +13,6 @@ from bsrn_edge.runtime import tiling
 from bsrn_edge.runtime.bands import stitch
 from bsrn_edge.runtime.tiling import DEFAULT_OVERLAP, DEFAULT_TILE, plan_tiles, tile_weights
 from bsrn_edge.sizes import ESA_ALIGNMENT, SizeRequirements
-from conftest import needs_torch
 
 SIZES = [(15, 15), (17, 33), (97, 61), (64, 64), (120, 80), (195, 195), (196, 391), (256, 170), (401, 1000)]
 CONFIGS = [

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from conftest import needs_torch
 
 pytestmark = needs_torch

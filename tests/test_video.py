@@ -16,13 +16,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ROOT, needs_ort, needs_torch
+from conftest import run_upscale as upscale
 
 from bsrn_edge.imageio import read_rgb
 from bsrn_edge.metrics import psnr
-from conftest import run_upscale as upscale, ROOT, needs_ort, needs_torch
 
 av = pytest.importorskip("av", reason="PyAV not installed (extra 'video')")
 from bsrn_edge.bench.clips import write_pan_clip  # noqa: E402 - needs PyAV
+
 pytestmark = [needs_ort, needs_torch]  # torch builds the ONNX fixture
 
 W, H, FPS, N = 160, 90, 25, 50  # the clip: about 2 s of 160×90 at 25 fps
@@ -164,8 +166,8 @@ def test_a_truncated_file_or_text_named_mp4_is_a_clear_error(clip, tmp_path, onn
 
 
 def test_a_crash_mid_clip_leaves_no_file_and_the_old_output_intact(clip, onnx_path, tmp_path):
-    from bsrn_edge.runtime import Upscaler
     from bsrn_edge.apps.video import upscale_video
+    from bsrn_edge.runtime import Upscaler
 
     seen = []
 

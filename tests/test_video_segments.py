@@ -10,12 +10,12 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
+from conftest import needs_ort, needs_torch
 
+from bsrn_edge.apps.video import segment_spans
 from bsrn_edge.errors import InputError
 from bsrn_edge.imageio import read_rgb
 from bsrn_edge.metrics import psnr
-from bsrn_edge.apps.video import segment_spans
-from conftest import needs_ort, needs_torch
 
 FPS, N = 25, 60  # 2.4 s
 
@@ -78,10 +78,9 @@ def clip(tmp_path_factory, set5_dir) -> Path:
 @needs_ort
 @needs_torch
 def test_segments_joined_match_the_whole_file(clip, bsrn_s_export, tmp_path):
+    from bsrn_edge.apps.video import VideoOptions, join_segments, plan_segments, segment_path, upscale_segment, upscale_video
     from bsrn_edge.imageio import remove_partials
     from bsrn_edge.runtime import Upscaler
-    from bsrn_edge.apps.video import (VideoOptions, join_segments, plan_segments, segment_path, upscale_segment,
-                                         upscale_video)
 
     up = Upscaler(bsrn_s_export.files["onnx"])
     whole, joined = tmp_path / "whole.mp4", tmp_path / "joined.mp4"

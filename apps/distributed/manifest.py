@@ -21,6 +21,7 @@ from typing import Iterable, Literal
 
 from bsrn_edge.errors import InputError
 from bsrn_edge.imageio import write_atomic
+
 from ..jobs import Job
 
 __all__ = ["MANIFEST_NAME", "Entry", "read_manifest", "write_manifest", "ManifestLog", "resume"]

@@ -18,6 +18,7 @@ from typing import Mapping
 
 from bsrn_edge.errors import InputError
 from bsrn_edge.imageio import IMAGE_EXTENSIONS, is_partial
+
 from ..jobs import Job, folder_jobs, refuse_inputs
 from ..video import VIDEO_EXTENSIONS, output_for
 

@@ -32,10 +32,10 @@ import numpy as np
 
 from bsrn_edge._lazy import require
 from bsrn_edge.errors import InputError
+
 from ..batch import attempt
 from ..jobs import ImageOptions, Job
 from ..video import Span, VideoOptions
-
 from .manifest import STATUS_OF_OUTCOME, Entry
 from .plan import VIDEO, ActorShape
 from .segments import Joiner, parse_span, split_jobs

@@ -20,9 +20,9 @@ from typing import Sequence
 
 from bsrn_edge.errors import BsrnEdgeError
 from bsrn_edge.imageio import remove_partials
+
 from ..jobs import Job
 from ..video import Span, join_segments, plan_segments, segment_path
-
 from .manifest import Entry
 from .plan import VIDEO
 

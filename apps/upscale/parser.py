@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Literal
 
 from bsrn_edge.errors import InputError
-from bsrn_edge.imageio import MAX_PIXELS, OUTPUT_FORMATS as FORMATS, output_ext
+from bsrn_edge.imageio import MAX_PIXELS, output_ext
+from bsrn_edge.imageio import OUTPUT_FORMATS as FORMATS
 
 from ..args import whole_number
 from ..jobs import ImageOptions
@@ -121,6 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--lossless", action="store_true", help="WebP outputs: lossless (default: quality 95)")
     ap.add_argument("--force", action="store_true",
                     help="redo outputs that already exist (default: skip them as done, exit 0); never overwrites inputs")
+    _video_flags(ap)
+    _ray_flags(ap)
+    return ap
+
+
+def _video_flags(ap: argparse.ArgumentParser) -> None:
     vid = ap.add_argument_group("video files: -i a video, -o a video file or folder (pip install 'bsrn-edge[video]')")
     vid.add_argument("--codec", help="video encoder (default libx264, libvpx-vp9 for .webm; also libx265, ffv1, …)")
     vid.add_argument("--crf", type=whole_number(0), help="constant quality, lower is better (default 12 for libx264, "
@@ -132,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     vid.add_argument("--frames", type=_frames, metavar="A:B", help="only frames A to B-1 (display order, from 0; "
                                                                     "A: or :B), audio cut to match")
     vid.add_argument("--preview", type=_seconds, metavar="N", help="only N seconds (from frame A), to try settings first")
+
+
+def _ray_flags(ap: argparse.ArgumentParser) -> None:
     ray = ap.add_argument_group("on a Ray cluster (pip install 'bsrn-edge[ray]')")
     ray.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
                      help="run on Ray: ADDRESS, else $RAY_ADDRESS, else a new local Ray; -i may then be a folder "
@@ -142,7 +152,6 @@ def build_parser() -> argparse.ArgumentParser:
     ray.add_argument("--segment-seconds", type=whole_number(0), metavar="N",
                      help="split a video of 1.5×N seconds or more into N-second segments, one task each, joined "
                           "without re-encoding (audio copied once); default 60, 0 keeps every video whole")
-    return ap
 
 
 

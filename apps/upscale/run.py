@@ -3,7 +3,8 @@ hands a collection to :mod:`bsrn_edge.apps.upscale.on_ray`).
 
 Exit codes: 0 when every input was written or already done (skipped); 1 when some input failed or the
 batch stopped on a write error that makes going on pointless; 2 for a usage error, found before any
-file is touched; 3 when an optional dependency is missing; 130 when interrupted (Ctrl-C or SIGTERM). Output names are planned for the whole batch first (see :func:`plan_jobs`); an
+file is touched; 3 when an optional dependency is missing; 130 when interrupted (Ctrl-C or SIGTERM).
+Output names are planned for the whole batch first (see :func:`~bsrn_edge.apps.jobs.plan_jobs`); an
 existing output is taken as done, because outputs are only ever renamed into place once complete.
 """
 
@@ -14,7 +15,7 @@ import contextlib
 import signal
 import sys
 import threading
-from typing import Any, Iterator
+from typing import Iterator
 
 from bsrn_edge._lazy import require
 from bsrn_edge.errors import BsrnEdgeError, InputError

@@ -9,7 +9,17 @@ from bsrn_edge._lazy import available, require
 from bsrn_edge.errors import InputError
 from bsrn_edge.imageio import IMAGE_EXTENSIONS
 
-from .options import _CODECS, _CRF, _PRESETS, _STILL_FORMATS, _UNLISTED, DEFAULT_PIX_FMT, VIDEO_EXTENSIONS, VideoInfo, VideoOptions
+from .options import (
+    _CODECS,
+    _CRF,
+    _PRESETS,
+    _STILL_FORMATS,
+    _UNLISTED,
+    DEFAULT_PIX_FMT,
+    VIDEO_EXTENSIONS,
+    VideoInfo,
+    VideoOptions,
+)
 
 __all__ = ["av_error", "open_input", "probe_video", "looks_like_video", "output_for", "default_codec", "encoder_settings"]
 

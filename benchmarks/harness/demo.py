@@ -45,9 +45,8 @@ def export_step(out: Path) -> "ExportResult":
 def upscale_step(onnx: Path, out: Path) -> Path:
     """Step 2: upscale a bundled Set5 LR image with the runtime (no PyTorch inside); return the file written."""
     from bsrn_edge.datasets import bundled_set5, find_pairs
-    from bsrn_edge.imageio import read_rgb
+    from bsrn_edge.imageio import read_rgb, write_image
     from bsrn_edge.runtime import Upscaler
-    from bsrn_edge.imageio import write_image
 
     print("== 2. upscale a bundled image with the runtime (no PyTorch inside)", flush=True)
     pair = find_pairs(bundled_set5(), 4)[2]

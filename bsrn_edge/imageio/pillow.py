@@ -20,7 +20,7 @@ __all__ = ["pillow", "read_with_pillow", "tiff_exif", "write_with_pillow", "upri
 
 def pillow(max_pixels: int) -> ModuleType:
     """PIL.Image, its own bomb limit raised to at least ``max_pixels`` (ours is checked, and names the flag)."""
-    Image = require("PIL.Image")
+    Image: Any = require("PIL.Image")
     if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < max_pixels:
         Image.MAX_IMAGE_PIXELS = max_pixels  # only ever raised, so concurrent readers agree
     return Image

@@ -15,7 +15,7 @@ itself when spandrel is imported; the host application (or the user) must call :
 
 How it works: spandrel picks an architecture with a cheap key test (:class:`spandrel.util.KeyCondition`
 over tensor names distinctive for each family); our ``load`` then reads the hyper-parameters with
-bsrn-edge's own detectors (``ARCHS[...].detect`` / ``detect_variant``), builds the module with
+bsrn-edge's own detectors (the family's ``detect`` / ``detect_variant``), builds the module with
 ``build_model`` and loads it strictly, so a near-miss state dict fails with a message naming the
 missing, unexpected or misshapen tensors. Nothing here unpickles code: spandrel reads files with its
 restricted unpickler or safetensors, and hands us tensors only.
@@ -28,7 +28,6 @@ expects. Importing this module needs spandrel (and so torch); without it the imp
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 from typing import Mapping
 
 from .._lazy import require
@@ -36,9 +35,9 @@ from .._lazy import require
 _spandrel = require("spandrel")
 
 from spandrel import (  # noqa: E402 - only after require() has given a clear hint when it is missing
+    Architecture,
     ArchRegistry,
     ArchSupport,
-    Architecture,
     ImageModelDescriptor,
     ModelTiling,
     SizeRequirements,
@@ -49,71 +48,31 @@ from torch import nn  # noqa: E402 - spandrel depends on torch, so this cannot f
 
 from ..checkpoint import detect_variant, frozen_model, unwrap_state_dict  # noqa: E402
 from ..errors import CheckpointError  # noqa: E402
-from ..models.registry import ARCHS  # noqa: E402
+from ..models.family import Family, KeyTest  # noqa: E402
+from ..models.registry import FAMILIES  # noqa: E402
 from ..variants import Variant  # noqa: E402
 
-__all__ = ["ARCHITECTURES", "BsrnEdgeArch", "Family", "FAMILIES", "install"]
+__all__ = ["ARCHITECTURES", "BsrnEdgeArch", "FAMILIES", "install", "key_condition"]
 
 
-@dataclass(frozen=True)
-class Family:
-    """One architecture family as spandrel sees it: its id, the key test, and our registry entry.
-
-    ``requires`` must hold and none of ``excludes`` may be present. ``excludes`` exists because RLFN's
-    tensor names are a subset of RFDN's: only the absence of RFDN's extra layers tells them apart, and
-    KeyCondition cannot express absence. ``probe`` names the tensors whose shapes our detector reads;
-    their shapes go into the error message when they do not fit.
-    """
-
-    id: str
-    arch: str
-    name: str
-    requires: KeyCondition
-    excludes: tuple[str, ...] = ()
-    probe: tuple[str, ...] = ()
-
-    def detect(self, state_dict: Mapping[str, object]) -> bool:
-        """True when the tensor names are this family's (shapes are checked later, in ``load``)."""
-        return self.requires(state_dict) and not any(k in state_dict for k in self.excludes)
+def key_condition(keys: KeyTest) -> KeyCondition:
+    """spandrel's key test for our :class:`~bsrn_edge.models.family.KeyTest` (the names that must all be there,
+    and each group of which one must be). KeyCondition cannot express absence: :func:`_detector` adds that."""
+    return KeyCondition.has_all(*keys.all_of, *(KeyCondition.has_any(*group) for group in keys.any_of))
 
 
-_has_all, _has_any = KeyCondition.has_all, KeyCondition.has_any
-
-FAMILIES: tuple[Family, ...] = (
-    # Blueprint-separable convs (".pw"/".dw" pairs) are BSRN's own; CCA (BSRN) or a learnt channel
-    # weight "cw" (BSRN-S) closes each block.
-    Family("BSRN", "bsrn", "BSRN", _has_all(
-        "fea_conv.pw.weight", "fea_conv.dw.weight", "B1.c1_d.weight", "B1.c1_r.pw.weight", "B1.c5.weight",
-        "B1.esa.conv1.weight", "B1.esa.conv_max.pw.weight", "c1.weight", "c2.pw.weight",
-        "upsampler.upsampleOneStep.0.weight", _has_any("B1.cca.conv_du.0.weight", "B1.cw"),
-    ), probe=("fea_conv.pw.weight", "upsampler.upsampleOneStep.0.weight")),
-    # Sequential "model.N" with information multi-distillation blocks under "model.1.sub.N".
-    Family("IMDN", "imdn", "IMDN", _has_all(
-        "model.0.weight", "model.1.sub.0.conv1.0.weight", "model.1.sub.0.conv2.0.weight",
-        "model.1.sub.0.conv3.0.weight", "model.1.sub.0.conv4.weight", "model.1.sub.0.conv1x1.weight",
-        "model.2.weight",
-    ), probe=("model.0.weight", "model.1.sub.0.conv4.weight", "model.2.weight")),
-    # Plain convs (no ".pw"), distilled "c*_d" convs, the ESA max-pool branch and the trunk fusion "c.0".
-    Family("RFDN", "rfdn", "RFDN", _has_all(
-        "fea_conv.weight", "B1.c1_d.weight", "B1.c1_r.weight", "B1.c4.weight", "B1.c5.weight",
-        "B1.esa.conv1.weight", "B1.esa.conv_max.weight", "B1.esa.conv3_.weight", "c.0.weight",
-        "LR_conv.weight", "upsampler.0.weight",
-    ), probe=("fea_conv.weight", "c.0.weight", "upsampler.0.weight")),
-    # RFDN's layout without distillation, the ESA max-pool branch or the trunk fusion.
-    Family("RLFN", "rlfn", "RLFN", _has_all(
-        "fea_conv.weight", "B1.c1_r.weight", "B1.c2_r.weight", "B1.c3_r.weight", "B1.c5.weight",
-        "B1.esa.conv1.weight", "B1.esa.conv_f.weight", "B1.esa.conv2.weight", "B1.esa.conv3.weight",
-        "B1.esa.conv4.weight", "LR_conv.weight", "upsampler.0.weight",
-    ), excludes=("B1.c1_d.weight", "B1.esa.conv_max.weight", "c.0.weight"),
-        probe=("fea_conv.weight", "upsampler.0.weight")),
-)
+def _detector(family: Family):  # type: ignore[no-untyped-def]
+    """spandrel's ``detect`` for ``family``: its names, by spandrel's own KeyCondition plus our exclusions
+    (shapes are checked later, in ``load``)."""
+    condition = key_condition(family.keys)
+    return lambda state_dict: condition(state_dict) and not any(k in state_dict for k in family.keys.none_of)
 
 
 class BsrnEdgeArch(Architecture[nn.Module]):
     """A spandrel ``Architecture`` for one bsrn-edge family; ``load`` uses our detection and loading."""
 
     def __init__(self, family: Family) -> None:
-        super().__init__(id=family.id, name=family.name, detect=family.detect)
+        super().__init__(id=family.id, name=family.name, detect=_detector(family))
         self.family = family
 
     def load(self, state_dict: StateDict) -> ImageModelDescriptor[nn.Module]:
@@ -130,13 +89,13 @@ class BsrnEdgeArch(Architecture[nn.Module]):
             model, sd, architecture=self, purpose="SR", tags=variant.tags,
             supports_half=variant.supports_half, supports_bfloat16=variant.supports_bfloat16,
             scale=variant.scale, input_channels=3, output_channels=3,
-            size_requirements=SizeRequirements(minimum=variant.min_size),
+            size_requirements=SizeRequirements(minimum=self.family.min_size),
             tiling=ModelTiling[variant.tiling.upper()],
         )
 
     def _variant(self, sd: Mapping[str, object], source: str) -> Variant:
         """Hyper-parameters from our detector, which, unlike the key test, also checks shapes."""
-        if ARCHS[self.family.arch].detect(dict(sd)) is None:  # type: ignore[arg-type]
+        if self.family.detect(sd) is None:
             shapes = ", ".join(f"{k} {tuple(getattr(sd.get(k), 'shape', ()))}" for k in self.family.probe)
             raise CheckpointError(
                 f"{source}: the tensor names are {self.name}'s but the shapes do not fit it ({shapes}; "

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Mapping
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .family import Family, KeyTest
 from .layers import CCA, ESA, BSConvU, pointwise, pointwise_on_concat
 
-__all__ = ["ESDB", "BSRN"]
+__all__ = ["ESDB", "BSRN", "read_config", "FAMILY"]
 
 
 class ESDB(nn.Module):
@@ -91,11 +94,8 @@ class BSRN(nn.Module):
         return self.upsampler(self.c2(trunk) + fea)
 
 
-def detect(sd: dict[str, torch.Tensor]) -> dict[str, object] | None:
-    """Read BSRN hyper-parameters from a state dict's names and shapes; None if it is not BSRN."""
-    needed = ("fea_conv.pw.weight", "fea_conv.dw.weight", "B1.esa.conv1.weight", "upsampler.upsampleOneStep.0.weight")
-    if not all(k in sd for k in needed):
-        return None
+def read_config(sd: Mapping[str, torch.Tensor]) -> dict[str, object] | None:
+    """BSRN hyper-parameters from the shapes of a state dict with BSRN's names; None when they do not fit."""
     pw = sd["fea_conv.pw.weight"]
     if pw.shape[1] != 12:
         return None
@@ -107,3 +107,13 @@ def detect(sd: dict[str, torch.Tensor]) -> dict[str, object] | None:
     if blocks == 0 or 3 * scale * scale != up_rows:
         return None
     return {"channels": int(pw.shape[0]), "blocks": blocks, "scale": scale, "small": pw.dim() == 2}
+
+
+# Blueprint-separable convs (".pw"/".dw" pairs) are BSRN's own; CCA (BSRN) or a learnt channel weight "cw"
+# (BSRN-S) closes each block. ESA needs 15 px: a 3×3 stride-2 unpadded conv then a 7×7 stride-3 max-pool.
+FAMILY = Family(
+    "BSRN", "bsrn", "BSRN",
+    KeyTest(("fea_conv.pw.weight", "fea_conv.dw.weight", "B1.c1_d.weight", "B1.c1_r.pw.weight", "B1.c5.weight",
+             "B1.esa.conv1.weight", "B1.esa.conv_max.pw.weight", "c1.weight", "c2.pw.weight",
+             "upsampler.upsampleOneStep.0.weight"), any_of=(("B1.cca.conv_du.0.weight", "B1.cw"),)),
+    read_config, BSRN, min_size=15, probe=("fea_conv.pw.weight", "upsampler.upsampleOneStep.0.weight"))

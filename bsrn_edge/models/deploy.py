@@ -11,11 +11,12 @@
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import torch
 from torch import nn
 
-from .bsrn import BSRN, ESDB
+from .bsrn import BSRN
 from .layers import ChannelLinear, SplitPointwise
 
 __all__ = ["to_deploy", "linear_to_conv"]
@@ -26,7 +27,7 @@ def linear_to_conv(lin: nn.Linear) -> nn.Conv2d:
                      device=lin.weight.device, dtype=lin.weight.dtype)  # where the model already is (e.g. CUDA)
     with torch.no_grad():
         conv.weight.copy_(lin.weight[:, :, None, None])
-        if lin.bias is not None:
+        if lin.bias is not None and conv.bias is not None:
             conv.bias.copy_(lin.bias)
     return conv
 
@@ -39,7 +40,7 @@ def _replace_linears(module: nn.Module) -> None:
             _replace_linears(child)
 
 
-def _fold_cw(block: ESDB) -> None:
+def _fold_cw(block: Any) -> None:  # ESDB: its layers are attributes set at run time
     if not hasattr(block, "cw"):
         return
     conv = block.conv_out
@@ -48,7 +49,7 @@ def _fold_cw(block: ESDB) -> None:
     del block.cw
 
 
-def _fold_replication(model: BSRN) -> None:
+def _fold_replication(model: Any) -> None:  # BSRN
     pw = model.fea_conv.pw
     if not model.replicate:
         return
@@ -56,13 +57,13 @@ def _fold_replication(model: BSRN) -> None:
     new = nn.Conv2d(3, w.shape[0], 1, bias=pw.bias is not None, device=w.device, dtype=w.dtype)
     with torch.no_grad():
         new.weight.copy_(w.view(w.shape[0], 4, 3, 1, 1).sum(dim=1))
-        if pw.bias is not None:
+        if pw.bias is not None and new.bias is not None:
             new.bias.copy_(pw.bias)
     model.fea_conv.pw = new
     model.replicate = False
 
 
-def _split_concat_convs(model: BSRN) -> None:
+def _split_concat_convs(model: Any) -> None:  # BSRN
     for i in range(1, model.blocks + 1):
         block = getattr(model, f"B{i}")
         d = block.c1_d.out_channels

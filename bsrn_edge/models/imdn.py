@@ -13,10 +13,14 @@ plus the block input. No channel attention, no clamp, input and output RGB in [0
 
 from __future__ import annotations
 
+from typing import Mapping
+
 import torch
 from torch import nn
 
-__all__ = ["IMDBlock", "IMDN", "detect"]
+from .family import Family, KeyTest
+
+__all__ = ["IMDBlock", "IMDN", "read_config", "FAMILY"]
 
 
 def _conv3(cin: int, cout: int) -> nn.Conv2d:
@@ -40,7 +44,7 @@ class IMDBlock(nn.Module):
         parts = []
         r = x
         for stage in (self.conv1, self.conv2, self.conv3):
-            d, r = torch.split(stage(r), (self.distilled, self.remaining), dim=1)
+            d, r = torch.split(stage(r), [self.distilled, self.remaining], dim=1)
             parts.append(d)
         parts.append(self.conv4(r))
         return x + self.conv1x1(torch.cat(parts, dim=1))
@@ -63,7 +67,7 @@ class IMDN(nn.Module):
     def __init__(self, channels: int = 64, blocks: int = 8, scale: int = 4, negative_slope: float = 0.05):
         super().__init__()
         self.scale = scale
-        trunk = [IMDBlock(channels, negative_slope) for _ in range(blocks)]
+        trunk: list[nn.Module] = [IMDBlock(channels, negative_slope) for _ in range(blocks)]
         trunk.append(_conv3(channels, channels))
         self.model = nn.Sequential(
             _conv3(3, channels),
@@ -76,17 +80,8 @@ class IMDN(nn.Module):
         return self.model(x)
 
 
-def detect(sd: dict[str, torch.Tensor]) -> dict[str, object] | None:
-    """Read IMDN hyper-parameters from a state dict's names and shapes; None if it is not IMDN."""
-    needed = (
-        "model.0.weight",
-        "model.1.sub.0.conv1.0.weight",
-        "model.1.sub.0.conv4.weight",
-        "model.1.sub.0.conv1x1.weight",
-        "model.2.weight",
-    )
-    if not all(k in sd for k in needed):
-        return None
+def read_config(sd: Mapping[str, torch.Tensor]) -> dict[str, object] | None:
+    """IMDN hyper-parameters from the shapes of a state dict with IMDN's names; None when they do not fit."""
     head = sd["model.0.weight"]
     if head.dim() != 4 or head.shape[1] != 3:
         return None
@@ -103,3 +98,13 @@ def detect(sd: dict[str, torch.Tensor]) -> dict[str, object] | None:
     if scale < 1 or 3 * scale * scale != up_rows:
         return None
     return {"channels": channels, "blocks": blocks, "scale": scale}
+
+
+# Sequential "model.N" with information multi-distillation blocks under "model.1.sub.N"; 3×3 convs with
+# padding only, so any size runs.
+FAMILY = Family(
+    "IMDN", "imdn", "IMDN",
+    KeyTest(("model.0.weight", "model.1.sub.0.conv1.0.weight", "model.1.sub.0.conv2.0.weight",
+             "model.1.sub.0.conv3.0.weight", "model.1.sub.0.conv4.weight", "model.1.sub.0.conv1x1.weight",
+             "model.2.weight")),
+    read_config, IMDN, min_size=1, probe=("model.0.weight", "model.1.sub.0.conv4.weight", "model.2.weight"))

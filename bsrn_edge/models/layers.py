@@ -45,7 +45,7 @@ class SplitPointwise(nn.Module):
                              device=conv.weight.device, dtype=conv.weight.dtype)
             with torch.no_grad():
                 part.weight.copy_(conv.weight[:, start:start + n])
-                if part.bias is not None:
+                if part.bias is not None and conv.bias is not None:
                     part.bias.copy_(conv.bias)
             self.parts.append(part)
             start += n

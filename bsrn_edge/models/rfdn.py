@@ -14,11 +14,15 @@ model in this package: ``forward`` multiplies the input by ``input_range`` and d
 
 from __future__ import annotations
 
+from typing import Mapping
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ESA", "RFDB", "RFDN", "detect", "pixelshuffle_scale"]
+from .family import Family, KeyTest
+
+__all__ = ["ESA", "RFDB", "RFDN", "read_config", "FAMILY", "pixelshuffle_scale"]
 
 
 class ESA(nn.Module):
@@ -123,20 +127,8 @@ def pixelshuffle_scale(up_weight: torch.Tensor) -> int | None:
     return scale if scale >= 1 and 3 * scale * scale == rows else None
 
 
-def detect(sd: dict[str, torch.Tensor]) -> dict[str, object] | None:
-    """Read RFDN hyper-parameters from a state dict's names and shapes; None if it is not RFDN."""
-    needed = (
-        "fea_conv.weight",
-        "B1.c1_d.weight",
-        "B1.c1_r.weight",
-        "B1.esa.conv1.weight",
-        "B1.esa.conv_max.weight",
-        "c.0.weight",
-        "LR_conv.weight",
-        "upsampler.0.weight",
-    )
-    if not all(k in sd for k in needed):
-        return None
+def read_config(sd: Mapping[str, torch.Tensor]) -> dict[str, object] | None:
+    """RFDN hyper-parameters from the shapes of a state dict with RFDN's names; None when they do not fit."""
     fea = sd["fea_conv.weight"]
     if fea.dim() != 4 or fea.shape[1] != 3:
         return None
@@ -153,3 +145,13 @@ def detect(sd: dict[str, torch.Tensor]) -> dict[str, object] | None:
         "esa_channels": int(sd["B1.esa.conv1.weight"].shape[0]),
         "scale": scale,
     }
+
+
+# Plain convs (no ".pw"), distilled "c*_d" convs, the ESA max-pool branch and the trunk fusion "c.0"; ESA
+# needs 15 px, as BSRN's.
+FAMILY = Family(
+    "RFDN", "rfdn", "RFDN",
+    KeyTest(("fea_conv.weight", "B1.c1_d.weight", "B1.c1_r.weight", "B1.c4.weight", "B1.c5.weight",
+             "B1.esa.conv1.weight", "B1.esa.conv_max.weight", "B1.esa.conv3_.weight", "c.0.weight",
+             "LR_conv.weight", "upsampler.0.weight")),
+    read_config, RFDN, min_size=15, probe=("fea_conv.weight", "c.0.weight", "upsampler.0.weight"))

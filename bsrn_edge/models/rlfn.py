@@ -14,12 +14,15 @@ it that range; fed [0, 1] it scores 25.5 dB on Set5 instead of 32.1). :class:`RL
 
 from __future__ import annotations
 
+from typing import Mapping
+
 import torch
 from torch import nn
 
+from .family import Family, KeyTest
 from .rfdn import ESA, pixelshuffle_scale
 
-__all__ = ["RLFB", "RLFN", "detect"]
+__all__ = ["RLFB", "RLFN", "read_config", "FAMILY"]
 
 
 class RLFB(nn.Module):
@@ -72,27 +75,8 @@ class RLFN(nn.Module):
         return self.upsampler(self.LR_conv(h) + fea) / self.input_range
 
 
-def detect(sd: dict[str, torch.Tensor]) -> dict[str, object] | None:
-    """Read RLFN hyper-parameters from a state dict's names and shapes; None if it is not RLFN.
-
-    RFDN shares many names (``B1.c1_r``, ``LR_conv``, ``upsampler.0``); RLFN has no distilled
-    convs (``B1.c1_d``), no trunk fusion ``c.0`` and no ``esa.conv_max``.
-    """
-    needed = (
-        "fea_conv.weight",
-        "B1.c1_r.weight",
-        "B1.c2_r.weight",
-        "B1.c3_r.weight",
-        "B1.c5.weight",
-        "B1.esa.conv1.weight",
-        "B1.esa.conv3.weight",
-        "LR_conv.weight",
-        "upsampler.0.weight",
-    )
-    if not all(k in sd for k in needed):
-        return None
-    if any(k in sd for k in ("B1.c1_d.weight", "B1.esa.conv_max.weight", "c.0.weight")):
-        return None
+def read_config(sd: Mapping[str, torch.Tensor]) -> dict[str, object] | None:
+    """RLFN hyper-parameters from the shapes of a state dict with RLFN's names; None when they do not fit."""
     fea = sd["fea_conv.weight"]
     if fea.dim() != 4 or fea.shape[1] != 3:
         return None
@@ -109,3 +93,14 @@ def detect(sd: dict[str, torch.Tensor]) -> dict[str, object] | None:
         "esa_channels": int(sd["B1.esa.conv1.weight"].shape[0]),
         "scale": scale,
     }
+
+
+# RFDN's layout without distillation ("B1.c1_d"), the ESA max-pool branch or the trunk fusion "c.0": RLFN's
+# names are a subset of RFDN's, so the absence of those tells the two apart.
+FAMILY = Family(
+    "RLFN", "rlfn", "RLFN",
+    KeyTest(("fea_conv.weight", "B1.c1_r.weight", "B1.c2_r.weight", "B1.c3_r.weight", "B1.c5.weight",
+             "B1.esa.conv1.weight", "B1.esa.conv_f.weight", "B1.esa.conv2.weight", "B1.esa.conv3.weight",
+             "B1.esa.conv4.weight", "LR_conv.weight", "upsampler.0.weight"),
+            none_of=("B1.c1_d.weight", "B1.esa.conv_max.weight", "c.0.weight")),
+    read_config, RLFN, min_size=15, probe=("fea_conv.weight", "upsampler.0.weight"))

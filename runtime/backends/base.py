@@ -58,7 +58,10 @@ class DeviceBackend(Backend, Protocol):
 
     device: Any
 
-    def run_device(self, x: Any, out: Any, stream: Any) -> None: ...
+    def run_device(self, x: Any, out: Any, stream: Any) -> Any:
+        """Returns an object whose truth is \"the output was finite\", readable once ``stream``'s work has completed
+        (None when the backend cannot tell)."""
+        ...
 
 
 def pixel_layout(meta: ModelMeta) -> str:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
+import logging
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -16,55 +15,9 @@ from bsrn_edge.meta import NONFINITE_OUTPUT, ModelMeta
 
 from ..devices.base import device_pointer
 from .base import check_batch, check_pixels
+from .ort_sessions import ShapeSessions, session_options
 
 __all__ = ["OnnxRuntimeBackend", "physical_cores", "session_options"]
-
-
-def session_options(threads: int | None = None, dims: Mapping[str, int] | None = None, *,
-                    shared_arena: bool = True):  # type: ignore[no-untyped-def]
-    """The CPU session options we measured fastest (see docs/benchmarks.md).
-
-    ``dims`` fixes symbolic input dimensions by name (e.g. ``{"height": 180}``) for a shape-specialised
-    session. ``shared_arena=False`` gives the session an arena of its own (to measure one model's memory).
-    """
-    ort = require("onnxruntime")
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.intra_op_num_threads = threads or physical_cores()
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    for name, value in (dims or {}).items():
-        opts.add_free_dimension_override_by_name(name, int(value))
-    if shared_arena:
-        _register_shared_cpu_arena(ort)
-        opts.add_session_config_entry("session.use_env_allocators", "1")
-    return opts
-
-
-_ARENA_LOCK = threading.Lock()
-_arena_registered = False
-
-
-def _register_shared_cpu_arena(ort) -> None:  # type: ignore[no-untyped-def]
-    """Register one CPU arena for every session of this process that opts in (once).
-
-    Each session otherwise keeps an arena of its own, sized by its largest run: the shape-specialised
-    sessions of one tiled image (up to four tile shapes) would hold four (a 4000×3000 upscale peaked
-    245 MB higher). Sharing one keeps the peak at the largest run, as with a single session. If ORT
-    refuses (another library registered one first), the sessions use that one, or their own.
-    """
-    global _arena_registered
-    with _ARENA_LOCK:
-        if _arena_registered:
-            return
-        _arena_registered = True
-        info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
-        try:
-            ort.create_and_register_allocator(info, None)
-        except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types
-            import logging
-
-            logging.getLogger(__name__).debug("shared CPU arena not registered: %s", exc)
 
 
 def both_runtimes_installed() -> bool:
@@ -120,12 +73,8 @@ class OnnxRuntimeBackend:
     """Runs an ONNX written by bsrn-export. ``InferenceSession.run`` is thread-safe.
 
     On the CPU, each input shape (batch, height, width) gets its own session with those dimensions
-    fixed (ORT's free-dimension overrides), up to ``shape_sessions`` of them, least recently used
-    dropped first. With every shape known, ONNX Runtime folds ESA's size arithmetic to constants and
-    keeps more of the graph in its blocked NCHWc layout (fewer reorders, in-place conv sums); see
-    docs/benchmarks.md for the measured gain. A camera uses one shape, a tiled image up to four, and a
-    new shape costs one graph optimisation (tens of milliseconds). ``shape_sessions=0`` runs every
-    shape through the one dynamic-shape session.
+    fixed, up to ``shape_sessions`` of them (:class:`~.ort_sessions.ShapeSessions`).
+    ``shape_sessions=0`` runs every shape through the one dynamic-shape session.
 
     All sessions draw on one CPU memory arena shared by the process (``_register_shared_cpu_arena``), so
     caching several shapes does not multiply the activation memory; ``shared_arena=False`` gives this
@@ -136,8 +85,6 @@ class OnnxRuntimeBackend:
                  shape_sessions: int = 4, shared_arena: bool = True):
         ort = require("onnxruntime")
         if both_runtimes_installed():
-            import logging
-
             logging.getLogger(__name__).warning(
                 "both onnxruntime and onnxruntime-gpu are installed and shadow each other; keep one: "
                 "pip uninstall -y onnxruntime onnxruntime-gpu && pip install 'bsrn-edge[gpu]' (or [cpu])")
@@ -171,13 +118,10 @@ class OnnxRuntimeBackend:
             self.device = None  # a float model on the CPU: the host path is the fast one
         self.tile_limits = (self.meta.min_size, 0)
         self.max_batch = 0
-        self._threads = threads
-        self._shared_arena = shared_arena
         # symbolic input dimensions by axis, e.g. {0: "batch", 2: "height", 3: "width"}
-        self._free_dims = {i: d for i, d in enumerate(inp.shape) if isinstance(d, str) and d}
-        self._max_shapes = max(0, shape_sessions) if not self._on_gpu and self._free_dims else 0
-        self._shaped: OrderedDict[tuple[int, ...], object] = OrderedDict()
-        self._lock = threading.Lock()
+        free_dims = {i: d for i, d in enumerate(inp.shape) if isinstance(d, str) and d}
+        shaped = shape_sessions > 0 and not self._on_gpu and free_dims
+        self._shaped = ShapeSessions(self.path, free_dims, shape_sessions, threads, shared_arena) if shaped else None
 
     @staticmethod
     def _device_for(provider: str, gpu: int = 0):  # type: ignore[no-untyped-def]
@@ -202,23 +146,9 @@ class OnnxRuntimeBackend:
             return PycudaDevice()
         return None
 
-    def _session_for(self, shape: tuple[int, ...]):  # type: ignore[no-untyped-def]
-        """The session specialised to ``shape`` (created on first use), or the dynamic one."""
-        if not self._max_shapes:
-            return self.session
-        with self._lock:
-            sess = self._shaped.get(shape)
-            if sess is not None:
-                self._shaped.move_to_end(shape)
-                return sess
-            ort = require("onnxruntime")
-            opts = session_options(self._threads, {name: shape[axis] for axis, name in self._free_dims.items()},
-                                   shared_arena=self._shared_arena)
-            sess = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
-            self._shaped[shape] = sess
-            while len(self._shaped) > self._max_shapes:
-                self._shaped.popitem(last=False)
-            return sess
+    def _session_for(self, shape: tuple[int, ...]) -> Any:
+        """The session specialised to ``shape``, or the dynamic one."""
+        return self._shaped.get(shape) if self._shaped is not None else self.session
 
     def infer(self, x: np.ndarray) -> np.ndarray:
         """Host arrays in the model's pixel I/O (float N×3×h×w, or uint8 N×h×w×3 for a uint8-I/O model)."""
@@ -283,6 +213,6 @@ class OnnxRuntimeBackend:
         return None if flag is None else np.bool_(float(flag.max()) == 0.0)
 
     def close(self) -> None:
-        with self._lock:
+        if self._shaped is not None:
             self._shaped.clear()
         self.session = None
