@@ -97,6 +97,7 @@ def _run(cmd: list[str], cwd: Path) -> None:
 
 
 def collect(bindir: Path) -> dict[str, str]:
+    bindir = bindir.absolute()  # the commands run in a temporary folder
     up, ex = str(bindir / "bsrn-upscale"), str(bindir / "bsrn-export")
     hashes: dict[str, str] = {}
     with tempfile.TemporaryDirectory() as tmp:
