@@ -23,13 +23,8 @@ placed so those effects stay small and spread out:
 ``blend="crop"`` is naive overlap-and-crop (a hard step in the middle of the overlap), kept as the
 baseline the benchmark compares against.
 
-Measured (``benchmarks/tiling_seams.py``, first 5 Urban100 ×4 images, default 195/48): BSRN-S tiled vs
-whole 61.4 dB (naive crop 49.6 dB), PSNR vs HR within 0.01 dB, seam ratio 0.77. Two limits remain:
-with tiles much smaller than the image, the ESA shift above makes the image interior (where all seams
-lie) less exact than the strips along the image borders, so the seam-band/elsewhere ratio exceeds 1
-although the seams are no worse than their surroundings; and BSRN's CCA reacts to the tile's
-statistics on some textures (one Urban100 image moves by 0.17 dB, blended or cropped alike). Use the
-largest tile memory allows, and for BSRN prefer whole-image inference when it fits.
+Measured figures, and the two limits that remain (seams in the image interior with small tiles;
+BSRN's CCA on some textures): docs/benchmarks.md, "Tiling that cannot be seen".
 """
 
 from __future__ import annotations
