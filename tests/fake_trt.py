@@ -551,14 +551,29 @@ def _build_tensorrt(gpu: FakeGPU) -> types.ModuleType:  # noqa: C901 - one closu
             return ITensor(self.outputs[index])
 
     class _ParserError:
-        def __init__(self, desc: str):
-            self._desc = desc
+        """``IParserError``: ``desc()``, ``node()``, ``node_name()``, ``node_operator()``; printed like the real one's
+        "In node N with name: X and operator: Y (func): CODE: desc" (the wording is modelled, not copied)."""
+
+        def __init__(self, desc: str, node: int = -1, name: str = "", op: str = ""):
+            self._desc, self._node, self._name, self._op = desc, node, name, op
 
         def desc(self) -> str:
             return self._desc
 
+        def node(self) -> int:
+            return self._node
+
+        def node_name(self) -> str:
+            return self._name
+
+        def node_operator(self) -> str:
+            return self._op
+
         def __str__(self) -> str:
-            return f"In node -1 (parse): {self._desc}"
+            if self._node < 0:
+                return f"In node -1 (parse): {self._desc}"
+            return (f"In node {self._node} with name: {self._name} and operator: {self._op} (parseNode): "
+                    f"UNSUPPORTED_NODE: {self._desc}")
 
     class OnnxParser:
         def __init__(self, network: INetworkDefinition, logger: Logger):
@@ -586,6 +601,9 @@ def _build_tensorrt(gpu: FakeGPU) -> types.ModuleType:  # noqa: C901 - one closu
                 return [_ParserError(f"Failed to parse ONNX model: {exc}")]
             if not m.graph.input or not m.graph.node:
                 return [_ParserError("Failed to parse ONNX model: the graph has no inputs or no nodes")]
+            refused = self._unsupported(m)
+            if refused:
+                return refused
 
             def spec(vi: Any) -> _TensorSpec:
                 tt = vi.type.tensor_type
@@ -602,6 +620,14 @@ def _build_tensorrt(gpu: FakeGPU) -> types.ModuleType:  # noqa: C901 - one closu
             props = {p.key: p.value for p in m.metadata_props}
             self.network.scale = int(props.get("bsrn_edge.scale", "1"))
             return []
+
+        @staticmethod
+        def _unsupported(m: Any) -> list[_ParserError]:
+            """What the real parser refuses, from onnx-tensorrt's support table: the project's own check
+            (bsrn_edge.export.trt_support, data from docs/operators.md of TensorRT 10.15), run here as the parser would."""
+            from bsrn_edge.export.trt_support import check_graph
+
+            return [_ParserError(f"{p.reason} [{p.dtype}]", p.index, p.node, p.op) for p in check_graph(m)]
 
         @property
         def num_errors(self) -> int:
