@@ -251,19 +251,27 @@ def test_to_deploy_builds_new_layers_where_the_model_is():
 
 def test_gpu_bench_runs_on_the_cpu(capsys):
     """The prepared GPU benchmark's --device cpu --quick mode: one table with every column filled for the
-    eager row, and the targets checked from the same run's figures."""
+    eager row, network-only rows for the NTIRE baselines beside BSRN-S, and the targets and the Table 7
+    ratios computed from the same run's figures."""
     import sys
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
     import gpu_bench
 
-    assert gpu_bench.main(["--device", "cpu", "--quick"]) == 0
+    assert gpu_bench.main(["--device", "cpu", "--quick", "--models", "bsrn-s-x4,imdn,rfdn,rlfn"]) == 0
     out = capsys.readouterr().out
-    row = next(line for line in out.splitlines() if line.startswith("| PyTorch fp32 eager"))
-    cells = [c.strip() for c in row.strip("|").split("|")]
-    assert all(c not in ("", "–") for c in cells[1:6]), row  # network, upscale_into, stream, big image
+    rows = {tuple(c.strip() for c in line.strip("|").split("|")[:2]): [c.strip() for c in line.strip("|").split("|")]
+            for line in out.splitlines() if line.startswith("| ") and not line.startswith("| model")}
+    eager = rows[("bsrn-s-x4", "PyTorch fp32 eager")]
+    assert all(c not in ("", "–") for c in eager[2:7]), eager  # network, upscale_into, stream, big image
+    assert rows[("bsrn-s-x4", "PyTorch fp32 channels-last")][3] != "–"
+    for model in ("imdn", "rfdn", "rlfn"):
+        row = rows[(model, "PyTorch fp32 eager")]
+        assert row[2] != "–" and row[3] != "–" and row[4] == "–", row  # network-only
     assert "target ≥ 0.8×" in out and "target ≤ 1.5 s" in out
+    assert all(f"bsrn-s-x4 / {m} = " in out for m in ("imdn", "rfdn", "rlfn"))
+    assert gpu_bench.main(["--device", "cpu", "--quick", "--models", "imdn"]) == 2  # the ratios are about BSRN-S
 
 
 def test_device_buffers_from_any_library(bsrn_s_u8_export, lr_images):
