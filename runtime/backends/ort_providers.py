@@ -1,13 +1,10 @@
 """ONNX Runtime's GPU execution providers: which to ask for, their options, and a check that ORT kept them.
 
-Facts this relies on (sources in /work/research/trt_ort.md §4): ``user_compute_stream`` reaches both the CUDA
-and the TensorRT execution provider from Python from onnxruntime-gpu 1.18.0 (PRs #19229 and #20168), hence the
-``gpu`` extra's floor. When a provider fails to start (an option it rejects, TensorRT libraries it cannot
-load), ``InferenceSession`` prints "EP Error ..." to stdout and retries with fallback providers and *no
-options* (``onnxruntime_inference_collection.py``); ``get_providers()`` and ``get_provider_options()`` then
-tell what was really registered, with ``device_id`` and ``user_compute_stream`` (and TensorRT's
-``trt_fp16_enable``) reported back as decimal strings and booleans as "0"/"1". A dropped provider or option is
-an error that names it, since work would then run on a stream the device path does not wait for.
+``user_compute_stream`` reaches both GPU providers from Python from onnxruntime-gpu 1.18.0 (PRs #19229, #20168),
+hence the ``gpu`` extra's floor. A provider that fails to start (a rejected option, no TensorRT libraries) makes
+``InferenceSession`` print "EP Error ..." and retry with fallback providers and *no options*;
+``get_providers()`` / ``get_provider_options()`` tell what was registered (decimal strings, booleans "0"/"1").
+A dropped option is an error naming it: work would run on a stream the device path does not wait for.
 """
 
 from __future__ import annotations
@@ -16,9 +13,8 @@ import contextlib
 import io
 import logging
 import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from bsrn_edge._lazy import require
 from bsrn_edge.errors import MissingDependencyError
@@ -50,15 +46,10 @@ def providers_for(device: str) -> list[str]:
 
 def trt_profile(meta: ModelMeta) -> dict[str, str]:
     """``trt_profile_min/opt/max_shapes`` ("input:1x3x32x32"): the model's minimum, its recommended tile, the maximum."""
-    lo = meta.min_size
-    hi = max(lo, TRT_MAX_SIDE)
-    opt = min(max(lo, meta.tile), hi)
-
-    def shape(n: int, side: int) -> str:
-        return f"{_INPUT}:{n}x{side}x{side}x3" if meta.pixels == "uint8" else f"{_INPUT}:{n}x3x{side}x{side}"
-
-    return {"trt_profile_min_shapes": shape(1, lo), "trt_profile_opt_shapes": shape(1, opt),
-            "trt_profile_max_shapes": shape(TRT_MAX_BATCH, hi)}
+    lo, hi = meta.min_size, max(meta.min_size, TRT_MAX_SIDE)
+    sides = {"min": (1, lo), "opt": (1, min(max(lo, meta.tile), hi)), "max": (TRT_MAX_BATCH, hi)}
+    dims = "{n}x{s}x{s}x3" if meta.pixels == "uint8" else "{n}x3x{s}x{s}"
+    return {f"trt_profile_{k}_shapes": f"{_INPUT}:" + dims.format(n=n, s=s) for k, (n, s) in sides.items()}
 
 
 def provider_options(providers: list[str], model: Path, meta: ModelMeta, stream_handle: int = 0,
@@ -89,8 +80,7 @@ def _norm(value: object) -> str:
     return {"true": "1", "false": "0"}.get(str(value).lower(), str(value))
 
 
-@dataclass(frozen=True)
-class Dropped:
+class Dropped(NamedTuple):
     """A GPU provider ORT did not start, or an option of one it did not keep (``option`` None: the provider itself)."""
 
     provider: str
