@@ -52,8 +52,9 @@ class DeviceBackend(Backend, Protocol):
     """A backend that can also run on device-resident uint8 pixels.
 
     ``device`` is the :class:`~bsrn_edge.runtime.devices.base.Device` whose buffers and streams
-    :meth:`run_device` accepts. ``run_device`` enqueues the work on ``stream`` and returns without
-    waiting; ``x`` is N×h×w×3 uint8, ``out`` N×sh×sw×3 uint8, both allocated by ``device``.
+    :meth:`run_device` accepts. ``run_device`` orders the work after what is enqueued on ``stream`` so far
+    and before what the caller enqueues there next (on the backend's own compute stream, joined through
+    events) and returns without waiting; ``x`` is N×h×w×3 uint8, ``out`` N×sh×sw×3 uint8, both allocated by ``device``.
     """
 
     device: Any
