@@ -1,17 +1,21 @@
-"""GPU benchmark (issue 11): BSRN-S ×4 through every GPU path, network alone and through the runtime.
+"""GPU benchmark (issues 11 and 20): BSRN-S ×4 through every GPU path, network alone and through the runtime,
+beside the NTIRE baselines of the paper's Table 7 (IMDN, RFDN, RLFN) on the same network paths.
 
 Run on a GPU machine after `pip install --no-deps --no-build-isolation -e .`:
 
-    python benchmarks/gpu_bench.py                      # one H100: well under 5 minutes
-    python benchmarks/gpu_bench.py --device cpu --quick # checks the script on the CPU (a test runs this)
+    python benchmarks/gpu_bench.py --models bsrn-s-x4,imdn,rfdn,rlfn   # one H100: well under 10 minutes
+    python benchmarks/gpu_bench.py --device cpu --quick                  # checks the script on the CPU (a test runs this)
 
-One table, one row per path: PyTorch fp32 eager, PyTorch fp16 + CUDA graph, PyTorch fp16 + inductor
-(torch.compile), ONNX Runtime CUDA (uint8-I/O model) and TensorRT (uint8-I/O engine) where present.
-Columns: network-only median ms at 320×180 and 960×540 (CUDA events around the forward, input already
-on the device); ``Upscaler.upscale_into`` wall ms for 960×540 → 3840×2160 (host uint8 in and out);
-``Upscaler.stream()`` frames per second over 100 frames; 4000×3000 → 16000×12000 ``upscale`` wall
-seconds; peak device memory. Inputs are Set5 LR images mirrored to size (never noise: FP16 overflows
-on noise). The targets of the issue are checked below the table, each as a ratio of figures from this run.
+One table, one row per model and path: PyTorch fp32 eager, fp16 eager (channels-last), fp16 channels-last with
+``cudnn.benchmark`` (the paper finds depth-wise convolutions unfriendly to GPUs: this asks cuDNN to pick its
+fastest kernels for them), fp16 + CUDA graph, fp16 + inductor (``torch.compile``, default mode and
+``max-autotune``); for the first model also ONNX Runtime CUDA (uint8-I/O model) and TensorRT (uint8-I/O
+engine) where present. Columns: network-only median ms at 320×180 and 960×540 (CUDA events around the
+forward, input already on the device); for the first model's plain paths also ``Upscaler.upscale_into``
+wall ms for 960×540 → 3840×2160 (host uint8 in and out), ``Upscaler.stream()`` frames per second over 100
+frames, 4000×3000 → 16000×12000 ``upscale`` wall seconds and peak device memory. Inputs are Set5 LR images
+mirrored to size (never noise: FP16 overflows on noise). The targets of the issues are checked below the
+table, each as a ratio of figures from this run. On the CPU the paths are fp32 eager and fp32 channels-last.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ QUICK = Sizes((36, 64), (45, 80), (100, 130), frames=6, runs=2, warmup=1)
 @dataclass
 class Row:
     path: str
+    model: str = MODEL
     net_small_ms: float | None = None
     net_frame_ms: float | None = None
     into_ms: float | None = None
@@ -90,13 +95,16 @@ def _peak_mb(torch: Any, device: str) -> float | None:
     return torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else None
 
 
-def net_only(backend: Any, torch: Any, device: str, sz: Sizes, time_it: Callable[..., float]) -> tuple[float, float]:
+def net_only(backend: Any, torch: Any, device: str, sz: Sizes, time_it: Callable[..., float],
+             channels_last: bool = False) -> tuple[float, float]:
     """Median ms of the network alone (float input already on the device) at the two frame sizes."""
     from bsrn_edge.pixels import to_nchw
 
     out = []
     for h, w in (sz.small, sz.frame):
         x = torch.from_numpy(to_nchw(real_image(h, w))).to(device)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
 
         def call() -> None:
             with backend._lock, torch.inference_mode():
@@ -146,36 +154,69 @@ def through_runtime(up: Any, sz: Sizes, device: str, torch: Any | None) -> tuple
     return into, fps, walls[0], walls[1]
 
 
-def torch_rows(device: str, sz: Sizes, time_it: Callable[..., float], skip_compile: bool) -> list[Row]:
+#: (label, precision, TorchBackend mode, tweak): tweak "cudnn" = channels-last + cudnn.benchmark, "autotune" =
+#: inductor max-autotune; rows with a tweak are network-only
+CUDA_PATHS = [("PyTorch fp32 eager", "fp32", "eager", None), ("PyTorch fp16 eager", "fp16", "eager", None),
+              ("PyTorch fp16 channels-last + cudnn.benchmark", "fp16", "eager", "cudnn"),
+              ("PyTorch fp16 + CUDA graph", "fp16", "graph", None), ("PyTorch fp16 + inductor", "fp16", "compile", None),
+              ("PyTorch fp16 + inductor max-autotune", "fp16", "compile", "autotune")]
+CPU_PATHS = [("PyTorch fp32 eager", "fp32", "eager", None), ("PyTorch fp32 channels-last", "fp32", "eager", "cudnn")]
+
+
+def _backend(model: str, precision: str, mode: str, tweak: str | None, device: str) -> Any:
+    import torch
+
+    from bsrn_edge.runtime.backends.torch import TorchBackend
+
+    be = TorchBackend(model, device=device, precision=precision, mode=mode)  # type: ignore[arg-type]
+    if tweak == "autotune":
+        be._net = torch.compile(be.model, mode="max-autotune")
+    if tweak == "cudnn" and device == "cpu":  # on CUDA the backend is channels-last already
+        be.model = be.model.to(memory_format=torch.channels_last)
+    return be
+
+
+def torch_row(model: str, path: tuple[str, str, str, str | None], device: str, sz: Sizes, time_it: Callable[..., float],
+              full: bool) -> Row:
+    """One model on one PyTorch path: network-only, and through the runtime when ``full``."""
     import torch
 
     from bsrn_edge.runtime import Upscaler
-    from bsrn_edge.runtime.backends.torch import TorchBackend
 
-    paths = [("PyTorch fp32 eager", "fp32", "eager")]
-    if device == "cuda":
-        paths += [("PyTorch fp16 eager", "fp16", "eager"), ("PyTorch fp16 + CUDA graph", "fp16", "graph")]
-        if not skip_compile:
-            paths += [("PyTorch fp16 + inductor", "fp16", "compile")]
-    rows = []
-    for label, precision, mode in paths:
-        row = Row(label)
-        try:
-            t0 = time.perf_counter()
-            be = TorchBackend(MODEL, device=device, precision=precision, mode=mode)  # type: ignore[arg-type]
-            _peak_reset(torch, device)
-            row.net_small_ms, row.net_frame_ms = net_only(be, torch, device, sz, time_it)
-            if mode == "compile":
-                row.note = f"first call per shape compiles (setup {time.perf_counter() - t0:.0f} s)"
+    label, precision, mode, tweak = path
+    row = Row(label, model=model)
+    benchmark = torch.backends.cudnn.benchmark
+    try:
+        t0 = time.perf_counter()
+        be = _backend(model, precision, mode, tweak, device)
+        _peak_reset(torch, device)
+        torch.backends.cudnn.benchmark = tweak == "cudnn" or benchmark
+        row.net_small_ms, row.net_frame_ms = net_only(be, torch, device, sz, time_it, channels_last=tweak == "cudnn")
+        if mode == "compile":
+            row.note = f"first call per shape compiles (setup {time.perf_counter() - t0:.0f} s)"
+        if full:
             up = Upscaler(be)
             row.into_ms, row.stream_fps, row.big_s, row.big_again_s = through_runtime(up, sz, device, torch)
             row.mem_mb = _peak_mb(torch, device)
             row.net_big_s = net_big(be, torch, device, sz)
-        except Exception as exc:  # noqa: BLE001 - one failing path must not stop the others
-            row.note = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        rows.append(row)
-        print(f"done: {row_line(row)}", file=sys.stderr, flush=True)  # a run cut short keeps what it measured
-    return rows
+    except Exception as exc:  # noqa: BLE001 - one failing path must not stop the others
+        row.note = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    finally:
+        torch.backends.cudnn.benchmark = benchmark
+    print(f"done: {row_line(row)}", file=sys.stderr, flush=True)  # a run cut short keeps what it measured
+    return row
+
+
+def torch_rows(device: str, sz: Sizes, time_it: Callable[..., float], skip_compile: bool,
+               models: list[str] | None = None) -> list[Row]:
+    """Every model on every PyTorch path; the runtime columns for the first model's paths without a tweak.
+    With the quick sizes (a check of the script) the other models take the first path only."""
+    models = models or [MODEL]
+    paths = CUDA_PATHS if device == "cuda" else CPU_PATHS
+    if skip_compile:
+        paths = [p for p in paths if p[2] != "compile"]
+    return [torch_row(m, p, device, sz, time_it, full=m == models[0] and p[3] is None)
+            for m in models for p in (paths if m == models[0] or sz is not QUICK else paths[:1])]
 
 
 def _export_u8(tmp: Path) -> Path:
@@ -231,16 +272,16 @@ def _f(v: float | None, digits: int) -> str:
 def table(rows: list[Row], sz: Sizes, machine: str) -> str:
     (sh, sw), (fh, fw), (bh, bw) = sz.small, sz.frame, sz.big
     lines = [f"# {machine}",
-             f"| {MODEL} path | net {sw}×{sh} [ms] | net {fw}×{fh} [ms] | upscale_into {fw}×{fh}→×4 [ms] | "
+             f"| model | path | net {sw}×{sh} [ms] | net {fw}×{fh} [ms] | upscale_into {fw}×{fh}→×4 [ms] | "
              f"stream fps ({sz.frames} frames) | upscale {bw}×{bh}→×4 first / again [s] | net {bw}×{bh} [s] | "
              "peak device mem [MB] | note |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     lines += [row_line(r) for r in rows]
     return "\n".join(lines)
 
 
 def row_line(r: Row) -> str:
-    return (f"| {r.path} | {_f(r.net_small_ms, 2)} | {_f(r.net_frame_ms, 2)} | {_f(r.into_ms, 1)} | "
+    return (f"| {r.model} | {r.path} | {_f(r.net_small_ms, 2)} | {_f(r.net_frame_ms, 2)} | {_f(r.into_ms, 1)} | "
             f"{_f(r.stream_fps, 1)} | {_f(r.big_s, 2)} / {_f(r.big_again_s, 2)} | {_f(r.net_big_s, 2)} | "
             f"{_f(r.mem_mb, 0)} | {r.note} |")
 
@@ -260,9 +301,28 @@ def targets(rows: list[Row]) -> list[str]:
         if r.big_s is not None and r.big_again_s is not None:
             out.append(f"{r.path}: big upscale {r.big_s:.2f} s first, {r.big_again_s:.2f} s again "
                        f"({'ok' if max(r.big_s, r.big_again_s) <= 1.5 else 'NO'}, target ≤ 1.5 s)")
-    fastest = min((r.net_frame_ms for r in rows if r.net_frame_ms and r.path.startswith("PyTorch")), default=None)
+    fastest = min((r.net_frame_ms for r in rows if r.net_frame_ms and r.model == MODEL and r.path.startswith("PyTorch")),
+                  default=None)
     if fastest is not None:
         out.append(f"fastest PyTorch network-only {fastest:.2f} ms ({'ok' if fastest <= 8 else 'NO'}, target ≤ 8 ms)")
+    return out + table7(rows)
+
+
+def table7(rows: list[Row]) -> list[str]:
+    """The paper's Table 7 question from this run: each model's fastest network-only path at the frame size,
+    and BSRN-S's time as a ratio of each baseline's."""
+    best: dict[str, Row] = {}
+    for r in rows:
+        if r.net_frame_ms and (r.model not in best or r.net_frame_ms < best[r.model].net_frame_ms):  # type: ignore[operator]
+            best[r.model] = r
+    ours = best.get(MODEL)
+    if ours is None or len(best) < 2:
+        return []
+    out = ["fastest network-only path per model: " + "; ".join(f"{m} {r.net_frame_ms:.2f} ms ({r.path})" for m, r in best.items())]
+    for m, r in best.items():
+        if m != MODEL:
+            ratio = ours.net_frame_ms / r.net_frame_ms  # type: ignore[operator]
+            out.append(f"{MODEL} / {m} = {ratio:.2f}× ({'faster' if ratio < 1 else 'slower'}), fastest paths of each")
     return out
 
 
@@ -280,7 +340,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     ap.add_argument("--quick", action="store_true", help="tiny sizes and 2 runs, to check the script on the CPU")
-    ap.add_argument("--no-compile", action="store_true", help="skip the inductor row (its compile takes 10-30 s)")
+    ap.add_argument("--no-compile", action="store_true", help="skip the inductor rows (their compile takes 10-120 s)")
+    ap.add_argument("--models", default=MODEL,
+                    help="comma-separated bundled models, e.g. bsrn-s-x4,imdn,rfdn,rlfn (the first gets the runtime rows)")
     args = ap.parse_args(argv)
     import tempfile
 
@@ -291,7 +353,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     sz = QUICK if args.quick else FULL
     time_it = _timer(args.device)
-    rows = torch_rows(args.device, sz, time_it, args.no_compile)
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    if not models or models[0] != MODEL:
+        print(f"gpu_bench: --models must start with {MODEL} (the runtime rows and the ratios are about it)", file=sys.stderr)
+        return 2
+    rows = torch_rows(args.device, sz, time_it, args.no_compile, models)
     if args.device == "cuda":
         with tempfile.TemporaryDirectory() as tmp:
             rows += [ort_row(sz, Path(tmp)), trt_row(sz, Path(tmp))]

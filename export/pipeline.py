@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from bsrn_edge import __version__
-from bsrn_edge._lazy import available
+from bsrn_edge._lazy import available, require
 from bsrn_edge.artifacts import artifact_name, sibling
 from bsrn_edge.errors import InputError, ValidationError
 from bsrn_edge.imageio import IMAGE_EXTENSIONS, write_atomic
@@ -58,6 +58,7 @@ class ExportResult:
     fp32_nodes: dict[str, str] = field(default_factory=dict)
     engine_note: str = ""
     manifest: dict[str, Any] = field(default_factory=dict)
+    tensorrt_check: dict[str, list[str]] = field(default_factory=dict)  # artifact → nodes TensorRT would refuse
 
 
 def artifact_paths(out_dir: Path, stem: str, fp16: bool, uint8_io: bool = False) -> dict[str, Path]:
@@ -191,6 +192,18 @@ def _uint8_step(run: _Run) -> None:
         run.add(u8_key, wrapped, row)
 
 
+def _tensorrt_check_step(run: _Run) -> None:
+    """Every graph against onnx-tensorrt's support table (``trt_support``): which node would fail, before any build."""
+    from .trt_support import TENSORRT_VERSION, check_graph
+
+    for key, model in run.models.items():
+        name = run.paths[key].name
+        problems = [str(p) for p in check_graph(model)]
+        run.result.tensorrt_check[name] = problems
+        verdict = "ok" if not problems else f"{len(problems)} node(s) TensorRT would refuse: " + "; ".join(problems[:3])
+        run.report(f"tensorrt check (TensorRT {TENSORRT_VERSION} support table): {name}: {verdict}")
+
+
 def _manifest(run: _Run, loaded: "LoadedModel", meta: ModelMeta, seconds: float) -> dict[str, Any]:
     v = loaded.variant
     return {
@@ -203,6 +216,7 @@ def _manifest(run: _Run, loaded: "LoadedModel", meta: ModelMeta, seconds: float)
         "linear_transpose_matmul_pairs": run.leftovers,
         "validation": [r.to_dict() for r in run.result.validation],
         "fp16_audit": run.audit,
+        "tensorrt_check": run.result.tensorrt_check,
         "artifacts": {key: run.paths[key].name for key in run.models},
         "profile": run.profile.__dict__,
         "seconds": round(seconds, 2),
@@ -253,6 +267,7 @@ def export_checkpoint(ckpt: str, out_dir: Path, opts: ExportOptions, report: Rep
         _fp16_step(run, meta)
     if opts.uint8_io:
         _uint8_step(run)
+    _tensorrt_check_step(run)
     run.result.manifest = _manifest(run, loaded, meta, time.perf_counter() - t0)
     _write_all(run)
     source = engine_source(paths, opts.fp16, opts.uint8_io)
@@ -310,6 +325,10 @@ def build_engine_step(onnx_path: Path, profile: EngineProfile, precision: str, m
 
     from .tensorrt_build import engine_from_onnx
 
+    if available("onnx"):  # name the node TensorRT would refuse before the build starts (minutes)
+        from .trt_support import require_buildable
+
+        require_buildable(require("onnx").load(str(onnx_path)), str(onnx_path))
     props = dict(read_onnx_props(onnx_path))
     pixels = props.get(META_PREFIX + "pixels", "float")
     res = engine_from_onnx(onnx_path, target, profile, precision=precision, pixels=pixels, report=report)

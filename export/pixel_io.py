@@ -4,13 +4,21 @@ The wrapped graph computes, for an input ``u`` (N×H×W×3 uint8 RGB)::
 
     x = Transpose(Cast(u, float32), NHWC→NCHW) / 255          # bit for bit bsrn_edge.pixels.to_nchw
     y = network(x)                                              # float32 or float16 I/O, as exported
-    out = Transpose(Cast(Round(Clip(Cast(y, float32) × 255, 0, 255)), uint8), NCHW→NHWC)
+    out = Cast(Clip(Round(Transpose(Cast(y, float32), NCHW→NHWC) × 255), 0, 255), uint8)
     nonfinite = ReduceMax(Cast(IsNaN(y) or IsInf(y), float32))  # 1×1×1×1: 1.0 when the image is garbage
 
 ``Div`` by 255 is used rather than ``Mul`` by 1/255: IEEE division is correctly rounded, so it equals
 the host's ``astype(float32) / float32(255)`` exactly, whereas ``u × float32(1/255)`` differs from it
-in the last bit for some ``u``. Clamp and round are explicit nodes because TensorRT's float → uint8
-cast does not round. ONNX ``Round`` rounds half to even, like ``np.rint`` in ``bsrn_edge.pixels.quantize``.
+in the last bit for some ``u``. ONNX ``Round`` rounds half to even, like ``np.rint`` in
+``bsrn_edge.pixels.quantize``.
+
+What TensorRT can build decides the order (onnx-tensorrt ``docs/operators.md``, TensorRT 10.15: "UINT8 is
+only supported as network input or output tensor types", UINT8 appears only under Cast; NVIDIA/TensorRT#3985):
+uint8 touches exactly two nodes, the Cast that reads the graph input and the Cast that writes the graph
+output, and every Transpose, Clip and Round runs on float. TensorRT's float → uint8 cast truncates and
+is undefined outside [0, 256) (``NvInferRuntimeBase.h``, ``DataType::kUINT8``), so the value is rounded,
+then clamped, before that cast. The non-finite flag uses IsNaN and IsInf on float32, Or on BOOL, Cast
+BOOL → float and ReduceMax on float, all in the same table (``export/trt_support.py`` checks every graph).
 """
 
 from __future__ import annotations
@@ -92,7 +100,7 @@ def _prologue(u8_name: str, net_in: str, net_type: int) -> list["onnx.NodeProto"
 
 
 def _epilogue(net_out: str, u8_name: str, net_type: int) -> list["onnx.NodeProto"]:
-    """Network output (as float32) × 255 → Clip [0, 255] → Round (half to even) → uint8 → N×sH×sW×3."""
+    """Network output (as float32) → N×sH×sW×3 → × 255 → Round (half to even) → Clip [0, 255] → uint8."""
     from onnx import TensorProto, helper
 
     nodes, y = [], net_out
@@ -106,11 +114,11 @@ def _epilogue(net_out: str, u8_name: str, net_type: int) -> list["onnx.NodeProto
         helper.make_node("Or", [_P + "nan", _P + "inf"], [_P + "bad"], name=_P + "bad"),
         helper.make_node("Cast", [_P + "bad"], [_P + "bad_f"], to=TensorProto.FLOAT, name=_P + "cast_bad"),
         helper.make_node("ReduceMax", [_P + "bad_f"], [NONFINITE_OUTPUT], keepdims=1, name=_P + "any_bad"),
-        helper.make_node("Mul", [y, _P + "peak"], [_P + "scaled"], name=_P + "scale"),
-        helper.make_node("Clip", [_P + "scaled", _P + "zero", _P + "peak"], [_P + "clipped"], name=_P + "clamp"),
-        helper.make_node("Round", [_P + "clipped"], [_P + "rounded"], name=_P + "round_half_even"),
-        helper.make_node("Cast", [_P + "rounded"], [_P + "q"], to=TensorProto.UINT8, name=_P + "cast_out"),
-        helper.make_node("Transpose", [_P + "q"], [u8_name], perm=[0, 2, 3, 1], name=_P + "to_nhwc"),
+        helper.make_node("Transpose", [y], [_P + "y_nhwc"], perm=[0, 2, 3, 1], name=_P + "to_nhwc"),
+        helper.make_node("Mul", [_P + "y_nhwc", _P + "peak"], [_P + "scaled"], name=_P + "scale"),
+        helper.make_node("Round", [_P + "scaled"], [_P + "rounded"], name=_P + "round_half_even"),
+        helper.make_node("Clip", [_P + "rounded", _P + "zero", _P + "peak"], [_P + "clipped"], name=_P + "clamp"),
+        helper.make_node("Cast", [_P + "clipped"], [u8_name], to=TensorProto.UINT8, name=_P + "cast_out"),
     ]
 
 

@@ -24,10 +24,16 @@ log = logging.getLogger(__name__)
 
 
 def gpu_identity() -> tuple[str, tuple[int, int]]:
-    """Name and compute capability of CUDA device 0 (via pycuda)."""
+    """Name and compute capability of the GPU in use: the device of the CUDA context current on this thread,
+    else the one ``pycuda.autoprimaryctx`` picks and makes current (the ``CUDA_DEVICE`` environment variable,
+    else the first device that works: ``pycuda.tools.make_default_context``), as the runtime's backend does.
+    The engine is then built on that device, and the cache key names it."""
     cuda = require("pycuda.driver")
     cuda.init()
-    dev = cuda.Device(0)
+    if cuda.Context.get_current() is not None:
+        dev = cuda.Context.get_device()
+    else:
+        dev = require("pycuda.autoprimaryctx").device
     return str(dev.name()), tuple(dev.compute_capability())  # type: ignore[return-value]
 
 

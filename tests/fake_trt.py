@@ -5,7 +5,16 @@ written against them runs unchanged, and they are strict where the real librarie
 type-checked and taken in the documented order, a profile must satisfy min ≤ opt ≤ max, shapes outside
 the profile are refused, device work needs a current CUDA context on the calling thread, and asynchronous
 copies and ``execute_async_v3`` run only when their stream is synchronised (so a missing ``synchronize``
-leaves the host buffer untouched, as it may on a GPU). Every call is appended to ``FakeGPU.calls``.
+leaves the host buffer untouched, as it may on a GPU). Streams are ``fake_streams.QueueStream``s: across
+streams, work is ordered only by events (``FakeGPU.eager_streams`` makes the first streams run early, see
+fake_streams). Execution contexts keep TensorRT's rules (``NvInferRuntime.h``, 10.16 and 11.1): a context's
+activation memory is in use from ``execute_async_v3`` until that run completes, so enqueueing the context
+again on another stream before then raises :class:`ContractError`, and so does running two contexts of one
+engine on the same optimization profile at once ("each execution context in concurrent use must use a
+separate optimization profile"). The real library does not report either; it computes garbage, so the
+fake raises to make the test fail. ``parse`` runs the project's TensorRT support check
+(``bsrn_edge.export.trt_support``, onnx-tensorrt's table), as the real parser refuses those nodes.
+Every call is appended to ``FakeGPU.calls``.
 
 The fake engine computes something checkable: a nearest-neighbour ×scale upsample of its input
 (scale from the ONNX's ``bsrn_edge.scale`` metadata), in the I/O layout of the ONNX: N×3×H×W for float
@@ -20,18 +29,25 @@ import enum
 import importlib.abc
 import importlib.machinery
 import json
+import os
 import sys
 import threading
 import types
+import weakref
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 import pytest
+from fake_streams import QueueStream, Scheduler, Wait
 
-__all__ = ["Call", "FakeGPU", "install", "fake_gpu", "engine_bytes", "nearest_upsample"]
+__all__ = ["Call", "ContractError", "FakeGPU", "install", "fake_gpu", "engine_bytes", "nearest_upsample"]
 
 _FLOAT, _FLOAT16, _UINT8 = 1, 10, 2  # onnx.TensorProto element types
+
+
+class ContractError(RuntimeError):
+    """A use the TensorRT documentation forbids and the real library does not catch (undefined behaviour there)."""
 
 
 @dataclass
@@ -56,13 +72,20 @@ class FakeGPU:
 
     Knobs a test may set before the code runs: ``parse_errors`` (list of strings: the parser fails with
     them), ``build_fails`` (``build_serialized_network`` returns None), ``memory_bytes`` (``mem_alloc``
-    beyond it raises ``pycuda.driver.MemoryError``), ``lazy`` (async work waits for ``synchronize``).
+    beyond it raises ``pycuda.driver.MemoryError``), ``lazy`` (async work waits for ``synchronize``),
+    ``eager_streams`` (the first that many streams made run their work as early as their waits allow),
+    ``device_names`` (one name per device; default ``name`` for all).
     """
 
     def __init__(self, name: str = "NVIDIA H100 80GB HBM3", cc: tuple[int, int] = (9, 0), devices: int = 1,
-                 trt_version: str = "10.12.0.36", memory_bytes: int = 80 << 30, lazy: bool = True):
+                 trt_version: str = "10.12.0.36", memory_bytes: int = 80 << 30, lazy: bool = True,
+                 device_names: list[str] | None = None):
         self.name, self.cc, self.devices, self.trt_version = name, cc, devices, trt_version
-        self.memory_bytes, self.lazy = memory_bytes, lazy
+        self.device_names = device_names or [name] * devices
+        self.memory_bytes = memory_bytes
+        self.scheduler = Scheduler(lazy)
+        self.eager_streams = 0
+        self.streams_made = 0
         self.nonfinite = False  # what an engine's "nonfinite" flag output reports (True: the network made NaN/inf)
         self.calls: list[Call] = []
         self.parse_errors: list[str] = []
@@ -131,8 +154,15 @@ class FakeGPU:
         return self.streams[handle]
 
     def synchronize_all(self) -> None:
-        for s in list(self.streams.values()):
-            s.run_all()
+        self.scheduler.run_everything()
+
+    @property
+    def lazy(self) -> bool:
+        return self.scheduler.lazy
+
+    @lazy.setter
+    def lazy(self, value: bool) -> None:
+        self.scheduler.lazy = value
 
 
 # --------------------------------------------------------------------------------------------------- pycuda fakes
@@ -155,47 +185,36 @@ class DeviceAllocation:
         self.freed = True
 
 
-class Stream:
-    """A queue of device work; with ``FakeGPU.lazy`` it runs only on ``synchronize`` (or a waiting stream/event)."""
+class Stream(QueueStream):
+    """A pycuda stream: a :class:`fake_streams.QueueStream` of device work (lazy unless ``FakeGPU.eager_streams``)."""
 
     def __init__(self, gpu: FakeGPU, flags: int = 0, *, default: bool = False):
         self.gpu = gpu
         if not default:
             gpu.need_context("cuStreamCreate")
+        eager = not default and gpu.streams_made < gpu.eager_streams
+        QueueStream.__init__(self, gpu.scheduler, eager=eager)
+        if not default:
             with gpu.lock:
+                gpu.streams_made += 1
                 gpu._next_handle += 0x10
                 self.handle = gpu._next_handle
         else:
             self.handle = 0
-        self.queue: list[Callable[[], None]] = []
         gpu.streams[self.handle] = self
-
-    def enqueue(self, op: Callable[[], None]) -> None:
-        if self.gpu.lazy:
-            self.queue.append(op)
-        else:
-            op()
-
-    def run_all(self) -> None:
-        while self.queue:
-            self.queue.pop(0)()
-
-    def run_until(self, marker: Callable[[], None]) -> None:
-        while marker in self.queue:
-            self.queue.pop(0)()
 
     def synchronize(self) -> None:
         self.gpu.record("Stream.synchronize", self.handle)
         self.run_all()
+        self.scheduler.progress()
 
     def is_done(self) -> bool:
         return not self.queue
 
     def wait_for_event(self, event: "Event") -> None:
         self.gpu.record("Stream.wait_for_event", self.handle, id(event))
-        src, marker = event.stream, event.marker
-        if src is not None and marker is not None:
-            self.enqueue(lambda: src.run_until(marker))
+        if event.stream is not None and event.marker is not None:
+            self.enqueue(Wait(event.stream, event.marker))
 
 
 class Event:
@@ -215,8 +234,10 @@ class Event:
         return self
 
     def synchronize(self) -> None:
+        self.gpu.record("Event.synchronize", id(self))
         if self.stream is not None and self.marker is not None:
             self.stream.run_until(self.marker)
+            self.stream.scheduler.progress()
 
     def query(self) -> bool:
         return self.stream is None or self.marker not in self.stream.queue
@@ -279,6 +300,14 @@ def _build_pycuda(gpu: FakeGPU) -> tuple[types.ModuleType, types.ModuleType, typ
         def get_current() -> "_ContextBase | None":
             return gpu.current_context()
 
+        @staticmethod
+        def get_device() -> "Device":
+            """The device of the context current on this thread (pycuda: cuCtxGetDevice)."""
+            ctx = gpu.current_context()
+            if ctx is None:
+                raise LogicError("cuCtxGetDevice failed: invalid context (no context is current on this thread)")
+            return Device(ctx.device)
+
         def detach(self) -> None:
             gpu.record("Context.detach", id(self))
 
@@ -306,7 +335,7 @@ def _build_pycuda(gpu: FakeGPU) -> tuple[types.ModuleType, types.ModuleType, typ
             return gpu.devices
 
         def name(self) -> str:
-            return gpu.name
+            return gpu.device_names[self.ordinal]
 
         def compute_capability(self) -> tuple[int, int]:
             return gpu.cc
@@ -429,10 +458,11 @@ class _AutoPrimaryFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         return None
 
     def exec_module(self, module: types.ModuleType) -> None:
+        """pycuda.tools.make_default_context: the CUDA_DEVICE environment variable names the device, else device 0."""
         drv = self.gpu.driver
         self.gpu.record("import pycuda.autoprimaryctx")
         drv.init()  # type: ignore[union-attr]
-        module.device = drv.Device(0)  # type: ignore[union-attr, attr-defined]
+        module.device = drv.Device(int(os.environ.get("CUDA_DEVICE", "0")))  # type: ignore[union-attr, attr-defined]
         module.context = module.device.retain_primary_context()  # type: ignore[attr-defined]
         module.context.push()  # type: ignore[attr-defined]
 
@@ -551,14 +581,29 @@ def _build_tensorrt(gpu: FakeGPU) -> types.ModuleType:  # noqa: C901 - one closu
             return ITensor(self.outputs[index])
 
     class _ParserError:
-        def __init__(self, desc: str):
-            self._desc = desc
+        """``IParserError``: ``desc()``, ``node()``, ``node_name()``, ``node_operator()``; printed like the real one's
+        "In node N with name: X and operator: Y (func): CODE: desc" (the wording is modelled, not copied)."""
+
+        def __init__(self, desc: str, node: int = -1, name: str = "", op: str = ""):
+            self._desc, self._node, self._name, self._op = desc, node, name, op
 
         def desc(self) -> str:
             return self._desc
 
+        def node(self) -> int:
+            return self._node
+
+        def node_name(self) -> str:
+            return self._name
+
+        def node_operator(self) -> str:
+            return self._op
+
         def __str__(self) -> str:
-            return f"In node -1 (parse): {self._desc}"
+            if self._node < 0:
+                return f"In node -1 (parse): {self._desc}"
+            return (f"In node {self._node} with name: {self._name} and operator: {self._op} (parseNode): "
+                    f"UNSUPPORTED_NODE: {self._desc}")
 
     class OnnxParser:
         def __init__(self, network: INetworkDefinition, logger: Logger):
@@ -586,6 +631,9 @@ def _build_tensorrt(gpu: FakeGPU) -> types.ModuleType:  # noqa: C901 - one closu
                 return [_ParserError(f"Failed to parse ONNX model: {exc}")]
             if not m.graph.input or not m.graph.node:
                 return [_ParserError("Failed to parse ONNX model: the graph has no inputs or no nodes")]
+            refused = self._unsupported(m)
+            if refused:
+                return refused
 
             def spec(vi: Any) -> _TensorSpec:
                 tt = vi.type.tensor_type
@@ -602,6 +650,14 @@ def _build_tensorrt(gpu: FakeGPU) -> types.ModuleType:  # noqa: C901 - one closu
             props = {p.key: p.value for p in m.metadata_props}
             self.network.scale = int(props.get("bsrn_edge.scale", "1"))
             return []
+
+        @staticmethod
+        def _unsupported(m: Any) -> list[_ParserError]:
+            """What the real parser refuses, from onnx-tensorrt's support table: the project's own check
+            (bsrn_edge.export.trt_support, data from docs/operators.md of TensorRT 10.15), run here as the parser would."""
+            from bsrn_edge.export.trt_support import check_graph
+
+            return [_ParserError(f"{p.reason} [{p.dtype}]", p.index, p.node, p.op) for p in check_graph(m)]
 
         @property
         def num_errors(self) -> int:
@@ -766,6 +822,7 @@ def _build_tensorrt(gpu: FakeGPU) -> types.ModuleType:  # noqa: C901 - one closu
             self.specs.update({n: (TensorIOMode.OUTPUT, _TensorSpec(n, DataType[d], tuple(s))) for n, d, s in blob["outputs"]})
             self.names = [n for n, _, _ in blob["inputs"]] + [n for n, _, _ in blob["outputs"]]
             self.profile = {k: tuple(tuple(s) for s in v) for k, v in blob["profile"].items()}
+            self.contexts: weakref.WeakSet[IExecutionContext] = weakref.WeakSet()
 
         @property
         def num_io_tensors(self) -> int:
@@ -797,13 +854,44 @@ def _build_tensorrt(gpu: FakeGPU) -> types.ModuleType:  # noqa: C901 - one closu
 
         def create_execution_context(self) -> "IExecutionContext":
             gpu.record("ICudaEngine.create_execution_context")
-            return IExecutionContext(self)
+            ctx = IExecutionContext(self)
+            self.contexts.add(ctx)
+            return ctx
 
     class IExecutionContext:
         def __init__(self, engine: ICudaEngine):
             self.engine = engine
             self.input_shapes: dict[str, tuple[int, ...]] = {}
             self.addresses: dict[str, int] = {}
+            self.profile = 0  # createExecutionContext: "assigned optimization profile 0"
+            self.last_run: tuple[Stream, Callable[[], None]] | None = None
+
+        @property
+        def active_optimization_profile(self) -> int:
+            return self.profile
+
+        def set_optimization_profile_async(self, profile_index: int, stream_handle: int) -> bool:
+            gpu.record("IExecutionContext.set_optimization_profile_async", profile_index, stream_handle)
+            if not 0 <= profile_index < self.engine.num_optimization_profiles:
+                raise RuntimeError("Error in set optimization profile async.")
+            self.profile = profile_index
+            return True
+
+        def running(self) -> bool:
+            """Whether this context's last run is enqueued and has not completed."""
+            return self.last_run is not None and not self.last_run[0].done(self.last_run[1])
+
+        def _check_concurrency(self, stream: Stream) -> None:
+            """NvInferRuntime.h (10.16, 11.1): a context's memory is in use from enqueueV3 until the run completes, and
+            "each execution context in concurrent use must use a separate optimization profile"."""
+            if self.running() and self.last_run[0] is not stream:  # type: ignore[index]
+                raise ContractError(f"execute_async_v3 on stream {stream.handle:#x} while this context's previous run on "
+                                    f"stream {self.last_run[0].handle:#x} has not completed: its activation memory "  # type: ignore[index]
+                                    "is in use until then (NvInferRuntime.h, enqueueV3)")
+            clash = [c for c in self.engine.contexts if c is not self and c.profile == self.profile and c.running()]
+            if clash:
+                raise ContractError(f"two execution contexts on optimization profile {self.profile} in concurrent use: "
+                                    "each must use a separate optimization profile (NvInferRuntime.h, IExecutionContext)")
 
         def set_input_shape(self, name: str, shape: Any) -> bool:
             gpu.record("IExecutionContext.set_input_shape", name, tuple(shape) if _is_dims(shape) else shape)
@@ -870,7 +958,10 @@ def _build_tensorrt(gpu: FakeGPU) -> types.ModuleType:  # noqa: C901 - one closu
                 if flag is not None:
                     gpu.write(flag, np.full((1, 1, 1, 1), float(gpu.nonfinite), np.float32))
 
-            gpu.stream_for(stream_handle).enqueue(run)
+            stream = gpu.stream_for(stream_handle)
+            self._check_concurrency(stream)
+            self.last_run = (stream, run)
+            stream.enqueue(run)
             return True
 
         def _unready(self) -> str:

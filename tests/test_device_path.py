@@ -1,6 +1,10 @@
 """The device path on the CPU, through the same interfaces a GPU uses: PyTorch CPU tensors as device
 buffers, ONNX Runtime's IOBinding on a uint8-I/O model, the pipelined stream, the device tiler, the
-non-finite guard, the FP32 fallback and the out-of-memory retry."""
+non-finite guard, the FP32 fallback and the out-of-memory retry.
+
+ONNX Runtime's device path runs on a fake device whose streams are asynchronous (tests/fake_streams.py): the
+backend's compute stream starts work as early as its event waits allow and the callers' streams as late as
+the host's waits allow, so a missing join or wait computes on the old input or returns the old output."""
 
 from __future__ import annotations
 
@@ -13,11 +17,23 @@ from conftest import needs_ort, needs_torch
 pytestmark = [needs_torch, needs_ort]
 torch = pytest.importorskip("torch")
 
+from fake_streams import AsyncHostDevice, async_ort  # noqa: E402
+
 from bsrn_edge.errors import InputError  # noqa: E402
 from bsrn_edge.pixels import from_nchw, quantize, to_nchw  # noqa: E402
 from bsrn_edge.runtime import Upscaler  # noqa: E402
 from bsrn_edge.runtime.backends.torch import TorchBackend  # noqa: E402
 from bsrn_edge.runtime.frames import FramePipeline, NonFiniteOutputError, device_of  # noqa: E402
+
+
+def _async_ort(path):  # type: ignore[no-untyped-def]
+    """An ONNX Runtime backend of ``path`` whose device path runs on an asynchronous fake device, its compute
+    stream (the first one made) eager."""
+    from bsrn_edge.runtime.backends.onnxruntime import OnnxRuntimeBackend
+
+    be = async_ort(OnnxRuntimeBackend(path), AsyncHostDevice(eager_streams=1))
+    assert be._stream.eager
+    return be
 
 
 def _clip(lr_images: list[np.ndarray], h: int = 90, w: int = 160, n: int = 5) -> list[np.ndarray]:
@@ -153,6 +169,11 @@ def test_uint8_graph_flags_non_finite_output(bsrn_s_export, tmp_path, lr_images)
         Upscaler(u8, tile=None).upscale_into(frame, np.empty((160, 192, 3), np.uint8))
     with pytest.raises(NonFiniteOutputError):
         Upscaler(u8, tile=21).upscale(frame)  # the tiled host path reads the flag too
+    on_streams = Upscaler(_async_ort(u8), tile=None)  # the flag is read after the frame's work, not before
+    with pytest.raises(NonFiniteOutputError, match="40×48"):
+        on_streams.upscale_into(frame, np.empty((160, 192, 3), np.uint8))
+    with pytest.raises(NonFiniteOutputError):
+        list(on_streams.stream([frame, frame]))
 
 
 def test_out_of_memory_retries_once_with_a_smaller_tile(torch_cpu, lr_images, caplog, monkeypatch):
@@ -200,13 +221,16 @@ def test_uint8_onnx_runs_through_iobinding_like_the_float_model(bsrn_s_export, t
 
     u8 = tmp_path / "bsrn-s-x4.u8.onnx"
     u8.write_bytes(pixel_io_from_onnx(onnx.load(str(bsrn_s_export.files["onnx"]))).SerializeToString())
-    up = Upscaler(u8)
+    up = Upscaler(_async_ort(u8), tile=None)
     assert up.meta.pixels == "uint8" and up._frames is not None and up.backend_name.endswith("-u8")
-    frames = _clip(lr_images, 60, 80, 3)
+    frames = _clip(lr_images, 60, 80, 5)  # more frames than the 3 slots: each slot's buffers are reused
     float_up = Upscaler(bsrn_s_export.files["onnx"], tile=None)
-    for frame, got in zip(frames, up.stream(frames)):
-        worst, share = _grey_levels(got, float_up.upscale(frame))
+    wants = [float_up.upscale(frame) for frame in frames]
+    for want, got in zip(wants, up.stream(frames)):
+        worst, share = _grey_levels(got, want)
         assert worst <= 1 and share <= 0.001
+    worst, share = _grey_levels(up.upscale_into(frames[3], np.empty((240, 320, 3), np.uint8)), wants[3])
+    assert worst <= 1 and share <= 0.001
     big = lr_images[0]  # tiled on the host through the uint8 model
     worst, _ = _grey_levels(Upscaler(u8, tile=63).upscale(big), Upscaler(bsrn_s_export.files["onnx"], tile=63).upscale(big))
     assert worst <= 2
@@ -227,19 +251,27 @@ def test_to_deploy_builds_new_layers_where_the_model_is():
 
 def test_gpu_bench_runs_on_the_cpu(capsys):
     """The prepared GPU benchmark's --device cpu --quick mode: one table with every column filled for the
-    eager row, and the targets checked from the same run's figures."""
+    eager row, network-only rows for the NTIRE baselines beside BSRN-S, and the targets and the Table 7
+    ratios computed from the same run's figures."""
     import sys
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
     import gpu_bench
 
-    assert gpu_bench.main(["--device", "cpu", "--quick"]) == 0
+    assert gpu_bench.main(["--device", "cpu", "--quick", "--models", "bsrn-s-x4,imdn,rfdn,rlfn"]) == 0
     out = capsys.readouterr().out
-    row = next(line for line in out.splitlines() if line.startswith("| PyTorch fp32 eager"))
-    cells = [c.strip() for c in row.strip("|").split("|")]
-    assert all(c not in ("", "–") for c in cells[1:6]), row  # network, upscale_into, stream, big image
+    rows = {tuple(c.strip() for c in line.strip("|").split("|")[:2]): [c.strip() for c in line.strip("|").split("|")]
+            for line in out.splitlines() if line.startswith("| ") and not line.startswith("| model")}
+    eager = rows[("bsrn-s-x4", "PyTorch fp32 eager")]
+    assert all(c not in ("", "–") for c in eager[2:7]), eager  # network, upscale_into, stream, big image
+    assert rows[("bsrn-s-x4", "PyTorch fp32 channels-last")][3] != "–"
+    for model in ("imdn", "rfdn", "rlfn"):
+        row = rows[(model, "PyTorch fp32 eager")]
+        assert row[2] != "–" and row[3] != "–" and row[4] == "–", row  # network-only
     assert "target ≥ 0.8×" in out and "target ≤ 1.5 s" in out
+    assert all(f"bsrn-s-x4 / {m} = " in out for m in ("imdn", "rfdn", "rlfn"))
+    assert gpu_bench.main(["--device", "cpu", "--quick", "--models", "imdn"]) == 2  # the ratios are about BSRN-S
 
 
 def test_device_buffers_from_any_library(bsrn_s_u8_export, lr_images):
@@ -278,32 +310,15 @@ def test_device_buffers_from_any_library(bsrn_s_u8_export, lr_images):
         device_pointer(object())
 
 
-def test_ort_gpu_providers_get_a_stream_and_a_persistent_tensorrt_cache(tmp_path, monkeypatch):
-    """The TensorRT execution provider must not rebuild its engine in every new process: it gets an engine
-    cache folder, a timing cache and fp16; both GPU providers run on the pipeline's own stream."""
-    from bsrn_edge.runtime.backends.onnxruntime import provider_options
-
-    monkeypatch.setenv("BSRN_EDGE_CACHE", str(tmp_path))
-    providers = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
-    trt, cuda, cpu = provider_options(providers, tmp_path / "m.fp16.u8.onnx", stream_handle=1234)
-    assert trt["trt_engine_cache_enable"] == "True" and trt["trt_timing_cache_enable"] == "True"
-    assert trt["trt_fp16_enable"] == "True"
-    assert (tmp_path / "ort-trt").is_dir() and trt["trt_engine_cache_path"].startswith(str(tmp_path / "ort-trt"))
-    assert trt["user_compute_stream"] == cuda["user_compute_stream"] == "1234"
-    assert cpu == {}
-    assert "user_compute_stream" not in provider_options(providers, tmp_path / "m.onnx")[1]  # no stream: ORT's own
-
-
 def test_device_tiler_with_a_uint8_model(bsrn_s_u8_export, lr_images):
     """ONNX Runtime / TensorRT tiles go through run_device as uint8 and are blended on the device; on the CPU
     (torch CPU tensors, ORT IOBinding) the result matches the host stitcher over the same uint8 model."""
     from bsrn_edge.pixels import row_writer, window_reader
-    from bsrn_edge.runtime.backends.onnxruntime import OnnxRuntimeBackend
     from bsrn_edge.runtime.bands import banded_apply
     from bsrn_edge.runtime.device_tiling import DeviceTiler
     from bsrn_edge.runtime.tiling import plan_tiles
 
-    be = OnnxRuntimeBackend(bsrn_s_u8_export.files["u8_onnx"])
+    be = _async_ort(bsrn_s_u8_export.files["u8_onnx"])
     img = lr_images[0][:100, :90]
     plan = plan_tiles(100, 90, scale=4, tile=45, overlap=12, min_size=15)
     on_device = np.empty((400, 360, 3), np.uint8)
@@ -313,23 +328,6 @@ def test_device_tiler_with_a_uint8_model(bsrn_s_u8_export, lr_images):
     banded_apply(up._float_infer, window_reader(img, "rgb"), plan, row_writer(on_host, "rgb", (400, 360)), batch=2)
     worst, share = _grey_levels(on_device, on_host)
     assert worst <= 1 and share <= 0.001
-
-
-def test_ort_provider_choice(monkeypatch):
-    """device='cpu' never asks for a GPU provider; 'cuda'/'auto' prefer TensorRT, then CUDA, keeping the CPU as
-    the fallback ONNX Runtime needs; a provider this build lacks is never requested."""
-    import onnxruntime as ort
-
-    from bsrn_edge.runtime.backends.onnxruntime import _providers
-
-    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
-    assert _providers("cpu") == ["CPUExecutionProvider"]
-    assert _providers("cuda") == _providers("auto") == ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    monkeypatch.setattr(ort, "get_available_providers",
-                        lambda: ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"])
-    assert _providers("cuda:0") == ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
-    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
-    assert _providers("auto") == ["CPUExecutionProvider"]
 
 
 @pytest.mark.parametrize("device_path", [False, True])

@@ -67,8 +67,11 @@ def test_clamp_and_round_half_to_even():
     got = _run(u8, np.zeros((1, 1, n, 3), np.uint8))[0]
     assert got.dtype == np.uint8 and got.shape == (1, 1, n, 3)
     assert got[0, 0, :, 0].tolist() == want
-    tail = [n.op_type for n in u8.graph.node][-5:]
-    assert tail == ["Mul", "Clip", "Round", "Cast", "Transpose"]  # explicit clamp and round before the cast
+    tail = u8.graph.node[-5:]
+    # explicit round and clamp on float, then the one cast that writes the uint8 graph output: TensorRT's
+    # cast truncates, and no TensorRT layer but the I/O Cast takes uint8 (NVIDIA/TensorRT#3985)
+    assert [n.op_type for n in tail] == ["Transpose", "Mul", "Round", "Clip", "Cast"]
+    assert list(tail[-1].output) == ["output"] and tail[-1].attribute[0].i == TensorProto.UINT8
 
 
 def test_float16_io_network_round_trips_every_level():
@@ -78,6 +81,24 @@ def test_float16_io_network_round_trips_every_level():
     # u8→f32, f32→f16, f16→f32, f32→u8, and the non-finite flag's bool→f32
     assert [n.op_type for n in u8.graph.node].count("Cast") == 5
     assert np.array_equal(_run(u8, ALL_LEVELS[None])[0][0], ALL_LEVELS)
+
+
+def _uint8_nodes(model):
+    """Names of the nodes with a uint8 input or output, by ONNX shape inference (a second reading of the types)."""
+    g = onnx.shape_inference.infer_shapes(model).graph
+    u8 = {v.name for v in [*g.input, *g.output, *g.value_info] if v.type.tensor_type.elem_type == TensorProto.UINT8}
+    return [n.name for n in g.node if u8 & {*n.input, *n.output}]
+
+
+@pytest.mark.parametrize("key", ["u8_onnx", "fp16_u8_onnx"])
+def test_only_the_two_io_casts_touch_uint8(bsrn_s_u8_export, key):
+    """What TensorRT can build: uint8 only at the graph's input and output, each through a single Cast."""
+    u8 = onnx.load(str(bsrn_s_u8_export.files[key]))
+    assert _uint8_nodes(u8) == ["pixel_io__cast_in", "pixel_io__cast_out"]
+    readers = [n for n in u8.graph.node if "input" in n.input]
+    assert [(n.op_type, n.attribute[0].i) for n in readers] == [("Cast", TensorProto.FLOAT)]
+    writers = [n for n in u8.graph.node if "output" in n.output]
+    assert [(n.op_type, n.attribute[0].i) for n in writers] == [("Cast", TensorProto.UINT8)]
 
 
 def test_exported_graph_gets_nhwc_uint8_io_with_named_dynamic_dims(bsrn_s_export):

@@ -1,6 +1,7 @@
 """The TensorRT runtime backend against fake ``tensorrt`` / ``pycuda`` modules that record every call
-(tests/fake_trt.py): buffers once per profile, set_input_shape per shape, a context per thread with
-push and pop, the output shape checked, the primary context, and the device path through Upscaler."""
+(tests/fake_trt.py): buffers once per profile, set_input_shape per shape, one context and one compute stream
+that threads take turns at (push and pop around every call), callers' streams joined through events, the
+output shape checked, the primary context, the device path through Upscaler, and close()."""
 
 from __future__ import annotations
 
@@ -9,12 +10,21 @@ import threading
 
 import numpy as np
 import pytest
-from fake_trt import engine_bytes, fake_gpu, nearest_upsample  # noqa: F401 - fake_gpu is a fixture
+from fake_trt import ContractError, engine_bytes, fake_gpu, nearest_upsample  # noqa: F401 - fake_gpu is a fixture
 
 from bsrn_edge.errors import InputError
 from bsrn_edge.meta import ModelMeta
 
 SCALE = 4
+
+
+@pytest.fixture
+def gpu(fake_gpu):
+    """The fake GPU with its first stream (the backend's compute stream, made in its constructor) eager and every
+    later one (the callers') lazy: a missing event join then runs the network on the old input or downloads
+    the old output (tests/fake_streams.py)."""
+    fake_gpu.eager_streams = 1
+    return fake_gpu
 
 
 def _write_engine(tmp_path, *, pixels: str = "float", meta_scale: int = SCALE, min_tile: int = 16,
@@ -60,32 +70,66 @@ def test_host_path_allocates_once_for_the_profile_and_sets_each_shape(fake_gpu, 
     assert not fake_gpu.errors
 
 
-def test_each_thread_gets_its_own_context_and_pops_it(fake_gpu, tmp_path, lr_images):
+def test_threads_take_turns_at_one_context_and_pop_it(gpu, tmp_path, lr_images):
+    """NvInferRuntime.h: contexts in concurrent use need an optimization profile each, and the engine has one.
+    So every thread uses the backend's one context, enqueued on its one stream, under its lock."""
     from bsrn_edge.runtime.backends.tensorrt import TensorRTBackend
 
     be = TensorRTBackend(_write_engine(tmp_path))
-    x = _nchw(lr_images[0][:32, :32])
-    want = nearest_upsample(x, SCALE, nhwc=False)
-    depths, results = [], []
+    crops = [_nchw(lr_images[k][:32, :40]) for k in range(3)]
+    depths, results = [], {}
     together = threading.Barrier(3)  # all alive at once, so their thread idents differ
 
-    def work() -> None:
+    def work(k: int) -> None:
         together.wait()
-        results.append(be.infer(x))
+        results[k] = [be.infer(crops[(k + j) % 3]) for j in range(3)]
         together.wait()
-        depths.append(fake_gpu.context_depth())
+        depths.append(gpu.context_depth())
 
-    threads = [threading.Thread(target=work) for _ in range(3)]
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(3)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert len(results) == 3 and all(np.array_equal(r, want) for r in results)
+    for k in range(3):
+        for j in range(3):
+            np.testing.assert_array_equal(results[k][j], nearest_upsample(crops[(k + j) % 3], SCALE, nhwc=False))
     assert depths == [0, 0, 0]  # pushed and popped in each thread
-    assert len(fake_gpu.calls_to("ICudaEngine.create_execution_context")) == 3
-    pushes = {c.thread for c in fake_gpu.calls_to("Context.push")}
-    assert len(pushes) == 4  # the three workers and the constructing thread
-    assert not fake_gpu.errors
+    assert len(gpu.calls_to("ICudaEngine.create_execution_context")) == 1
+    assert {c.args[0] for c in gpu.calls_to("IExecutionContext.execute_async_v3")} == {be._stream.handle}
+    assert len({c.thread for c in gpu.calls_to("Context.push")}) == 4  # the three workers and the constructing thread
+    assert not gpu.errors
+
+
+def test_the_fake_refuses_what_tensorrt_forbids(fake_gpu, tmp_path):
+    """The rules the backend's design follows, enforced by the fake: one context enqueued on a second stream
+    before its run completed, or two contexts on profile 0 running at once, is an error (undefined on a GPU)."""
+    import pycuda.autoprimaryctx  # noqa: F401 - pushes the primary context on this thread
+    import pycuda.driver as cuda
+    import tensorrt as trt
+
+    engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(
+        _write_engine(tmp_path, pixels="uint8").read_bytes())
+    bufs = [cuda.mem_alloc(n) for n in (16 * 16 * 3, 64 * 64 * 3, 4)]
+
+    def ready():  # type: ignore[no-untyped-def]
+        ctx = engine.create_execution_context()
+        assert ctx.set_input_shape("input", (1, 16, 16, 3)) and ctx.active_optimization_profile == 0
+        for name, buf in zip(("input", "output", "nonfinite"), bufs):
+            ctx.set_tensor_address(name, int(buf))
+        return ctx
+
+    one, a, b = ready(), cuda.Stream(), cuda.Stream()
+    assert one.execute_async_v3(a.handle) and one.execute_async_v3(a.handle)  # the same stream orders the runs
+    with pytest.raises(ContractError, match="previous run .* has not completed"):
+        one.execute_async_v3(b.handle)
+    two = ready()
+    with pytest.raises(ContractError, match="optimization profile 0 in concurrent use"):
+        two.execute_async_v3(b.handle)
+    a.synchronize()  # both runs of `one` complete: now `two` may run, and then `one` on any stream
+    assert two.execute_async_v3(b.handle)
+    b.synchronize()
+    assert one.execute_async_v3(b.handle)
 
 
 def test_output_shape_that_disagrees_with_the_metadata_is_an_error(fake_gpu, tmp_path, lr_images):
@@ -106,25 +150,61 @@ def test_a_shape_outside_the_profile_names_the_profile(fake_gpu, tmp_path, lr_im
         be.infer(_nchw(lr_images[0][:80, :80]))  # over the profile's maximum: caught before TensorRT
 
 
-def test_uint8_engine_keeps_frames_on_the_device(fake_gpu, tmp_path, lr_images):
+def test_uint8_engine_keeps_frames_on_the_device(gpu, tmp_path, lr_images):
     from bsrn_edge.runtime import Upscaler
     from bsrn_edge.runtime.devices.pycuda import PycudaDevice
 
     up = Upscaler(_write_engine(tmp_path, pixels="uint8", name="m.fp16.u8.engine"), tile=None)
     assert isinstance(up._device, PycudaDevice) and up._frames is not None
-    assert up.backend_name == "tensorrt-fp16-u8"
-    frames = [np.ascontiguousarray(lr_images[i][:32, :48]) for i in (0, 1, 2, 0)]
+    assert up.backend_name == "tensorrt-fp16-u8" and up.backend._stream.eager
+    frames = [np.ascontiguousarray(lr_images[i][:32, :48]) for i in (0, 1, 2, 3, 4, 1)]
     outs = [o.copy() for o in up.stream(frames)]
     for frame, out in zip(frames, outs):
         np.testing.assert_array_equal(out, nearest_upsample(frame[None], SCALE, nhwc=True)[0])
-    # the engine ran on the slots' own streams, bound to their device buffers (no host staging in between)
-    runs = fake_gpu.calls_to("IExecutionContext.execute_async_v3")
-    assert len(runs) == 4 and len({c.args[0] for c in runs}) == 3  # three slots, three streams
-    sizes = sorted(c.args[0] for c in fake_gpu.calls_to("driver.mem_alloc"))
+    # every run on the backend's one compute stream, bound to the slots' device buffers (no host staging),
+    # joined with the slots' streams through events both ways
+    runs = gpu.calls_to("IExecutionContext.execute_async_v3")
+    assert len(runs) == 6 and {c.args[0] for c in runs} == {up.backend._stream.handle}
+    waits = gpu.calls_to("Stream.wait_for_event")
+    assert sum(c.args[0] == up.backend._stream.handle for c in waits) == 6  # the network waited for each upload
+    assert len({c.args[0] for c in waits} - {up.backend._stream.handle}) == 3  # each slot waited for its network
+    sizes = sorted(c.args[0] for c in gpu.calls_to("driver.mem_alloc"))
     assert sizes == [4] * 3 + [32 * 48 * 3] * 3 + [128 * 192 * 3] * 3  # per slot: flag, input, output; once
     one = up.upscale_into(frames[1], np.empty((128, 192, 3), np.uint8))
     np.testing.assert_array_equal(one, outs[1])
-    assert not fake_gpu.errors
+    assert not gpu.errors
+
+
+def test_close_waits_frees_and_refuses_later_calls(gpu, tmp_path, lr_images):
+    from bsrn_edge.runtime import Upscaler
+    from bsrn_edge.runtime.backends.tensorrt import TensorRTBackend
+
+    be = TensorRTBackend(_write_engine(tmp_path, pixels="uint8", name="m.fp16.u8.engine"))
+    frame = np.ascontiguousarray(lr_images[2][:32, :48])[None]
+    be.infer(frame)  # the host path's buffers and a flag for the compute stream
+    dev = be.device
+    caller = dev.stream()
+    x, out = dev.empty(frame.shape, np.uint8), dev.empty((1, 128, 192, 3), np.uint8)
+    host = dev.pinned(out.shape, np.uint8)
+    dev.upload(x, frame, caller)
+    be.run_device(x, out, caller)  # in flight: the caller's stream has not been waited for
+    mine = {a.addr for a in gpu.allocations.values() if not a.freed} - {int(x.alloc), int(out.alloc)}
+    assert len(mine) == 4  # host-path input and output, two flags
+    be.close()
+    assert {c.args[0] for c in gpu.calls_to("DeviceAllocation.free")} == mine and be._context is None
+    dev.download(host, out, caller)
+    dev.wait(dev.record(caller))
+    np.testing.assert_array_equal(host, nearest_upsample(frame, SCALE, nhwc=True))  # the run completed before the frees
+    with pytest.raises(InputError, match="closed"):
+        be.infer(frame)
+    with pytest.raises(InputError, match="closed"):
+        be.run_device(x, out, caller)
+    be.close()  # twice is harmless
+    with Upscaler(_write_engine(tmp_path, pixels="uint8", name="m.fp16.u8.engine"), tile=None) as up:
+        up.upscale_into(frame[0], np.empty((128, 192, 3), np.uint8))
+    with pytest.raises(InputError, match="closed"):
+        up.upscale_into(frame[0], np.empty((128, 192, 3), np.uint8))
+    assert not gpu.errors
 
 
 def test_a_non_finite_flag_from_the_engine_is_an_error_not_an_image(fake_gpu, tmp_path, lr_images):

@@ -136,12 +136,32 @@ def test_uint8_graph_gets_an_nhwc_profile(fake_gpu, tmp_path):
     assert "contradicts" in fake_gpu.errors[-1]
 
 
-def test_gpu_identity_reads_device_zero(fake_gpu):
-    fake_gpu.name, fake_gpu.cc = "NVIDIA L4", (8, 9)
-    assert gpu_identity() == ("NVIDIA L4", (8, 9))
-    names = fake_gpu.names()
-    assert names.index("driver.init") < names.index("Device")
-    assert fake_gpu.calls_to("Device")[0].args == (0,)
+@pytest.mark.parametrize("env", [None, "1"])
+def test_gpu_identity_names_the_device_in_use(monkeypatch, tmp_path, env):
+    """pycuda.autoprimaryctx takes CUDA_DEVICE (pycuda.tools.make_default_context), so the cache key must name
+    that device, not device 0; a context already current on the thread wins."""
+    import sys
+
+    from fake_trt import install
+
+    if env is None:
+        monkeypatch.delenv("CUDA_DEVICE", raising=False)
+    else:
+        monkeypatch.setenv("CUDA_DEVICE", env)
+    install(monkeypatch, devices=2, device_names=["NVIDIA A10", "NVIDIA L4"])
+    try:
+        want, other = ("NVIDIA L4", 0) if env == "1" else ("NVIDIA A10", 1)
+        assert gpu_identity() == (want, (9, 0))
+        res = engine_from_onnx(_tiny(tmp_path), tmp_path / "t.fp32.engine", PROFILE, precision="fp32",
+                               cache_dir=tmp_path / "c")
+        assert res.key.gpu_name == want
+        import pycuda.driver as cuda
+
+        cuda.Device(other).retain_primary_context().push()
+        assert gpu_identity()[0] == ["NVIDIA A10", "NVIDIA L4"][other]
+        cuda.Context.pop()
+    finally:
+        sys.modules.pop("pycuda.autoprimaryctx", None)
 
 
 def test_engine_step_builds_from_the_uint8_graph_and_writes_its_metadata(fake_gpu, tmp_path, monkeypatch):

@@ -23,7 +23,7 @@ import numpy as np
 from bsrn_edge.errors import InputError
 from bsrn_edge.meta import ModelMeta
 
-__all__ = ["Backend", "DeviceBackend", "check_batch", "check_pixels", "TileLimits", "pixel_layout"]
+__all__ = ["Backend", "DeviceBackend", "FiniteFlag", "check_batch", "check_pixels", "TileLimits", "pixel_layout"]
 
 TileLimits = tuple[int, int]  # (min side, max side) an engine accepts; (min_size, 0) = unbounded
 
@@ -52,8 +52,9 @@ class DeviceBackend(Backend, Protocol):
     """A backend that can also run on device-resident uint8 pixels.
 
     ``device`` is the :class:`~bsrn_edge.runtime.devices.base.Device` whose buffers and streams
-    :meth:`run_device` accepts. ``run_device`` enqueues the work on ``stream`` and returns without
-    waiting; ``x`` is N×h×w×3 uint8, ``out`` N×sh×sw×3 uint8, both allocated by ``device``.
+    :meth:`run_device` accepts. ``run_device`` orders the work after what is enqueued on ``stream`` so far
+    and before what the caller enqueues there next (on the backend's own compute stream, joined through
+    events) and returns without waiting; ``x`` is N×h×w×3 uint8, ``out`` N×sh×sw×3 uint8, both allocated by ``device``.
     """
 
     device: Any
@@ -62,6 +63,17 @@ class DeviceBackend(Backend, Protocol):
         """Returns an object whose truth is \"the output was finite\", readable once ``stream``'s work has completed
         (None when the backend cannot tell)."""
         ...
+
+
+class FiniteFlag:
+    """What :meth:`DeviceBackend.run_device` returns for a graph with the non-finite flag output: true when the
+    flag, copied into the host array ``host`` by the device work, is 0. Read it only after that work completed."""
+
+    def __init__(self, host: np.ndarray):
+        self.host = host
+
+    def __bool__(self) -> bool:
+        return float(self.host.max()) == 0.0
 
 
 def pixel_layout(meta: ModelMeta) -> str:

@@ -8,16 +8,17 @@ from typing import Any
 
 import numpy as np
 
-from bsrn_edge._lazy import require
-from bsrn_edge.errors import InputError, NonFiniteOutputError
+from bsrn_edge.errors import InputError, MissingDependencyError, NonFiniteOutputError
 from bsrn_edge.hostinfo import physical_cores  # re-exported: the one /proc/cpuinfo reader
 from bsrn_edge.meta import NONFINITE_OUTPUT, ModelMeta
 
 from ..devices.base import device_pointer
-from .base import check_batch, check_pixels
+from ..model_info import read_onnx_props
+from .base import FiniteFlag, check_batch, check_pixels
+from .ort_providers import GPU_PROVIDERS, TRT_MAX_BATCH, TRT_MAX_SIDE, open_session, provider_options, providers_for
 from .ort_sessions import ShapeSessions, session_options
 
-__all__ = ["OnnxRuntimeBackend", "physical_cores", "session_options"]
+__all__ = ["OnnxRuntimeBackend", "physical_cores", "session_options", "provider_options"]
 
 
 def both_runtimes_installed() -> bool:
@@ -34,41 +35,6 @@ def both_runtimes_installed() -> bool:
     return len(names) == 2
 
 
-def _providers(device: str) -> list[str]:
-    ort = require("onnxruntime")
-    have = set(ort.get_available_providers())
-    if device == "cpu":
-        return ["CPUExecutionProvider"]
-    if device in ("auto", "cuda") or device.startswith("cuda:"):
-        wanted = ["TensorrtExecutionProvider", "CUDAExecutionProvider"]
-    else:
-        wanted = [device]
-    chosen = [p for p in wanted if p in have] + ["CPUExecutionProvider"]
-    return chosen
-
-
-def provider_options(providers: list[str], model: Path, stream_handle: int = 0, device_id: int = 0) -> list[dict[str, str]]:
-    """Options per provider. TensorRT EP: an engine cache folder, a timing cache and fp16, so a new process
-    reuses the engine instead of rebuilding it (minutes); both GPU providers run on ``stream_handle``."""
-    from bsrn_edge.cache import cache_root
-
-    opts: list[dict[str, str]] = []
-    for p in providers:
-        o: dict[str, str] = {}
-        if p in ("TensorrtExecutionProvider", "CUDAExecutionProvider"):
-            o["device_id"] = str(device_id)
-            if stream_handle:
-                o["user_compute_stream"] = str(stream_handle)
-        if p == "TensorrtExecutionProvider":
-            folder = cache_root() / "ort-trt" / model.stem
-            folder.mkdir(parents=True, exist_ok=True)
-            o.update({"trt_engine_cache_enable": "True", "trt_engine_cache_path": str(folder),
-                      "trt_timing_cache_enable": "True", "trt_timing_cache_path": str(folder),
-                      "trt_fp16_enable": "True"})
-        opts.append(o)
-    return opts
-
-
 class OnnxRuntimeBackend:
     """Runs an ONNX written by bsrn-export. ``InferenceSession.run`` is thread-safe.
 
@@ -83,7 +49,6 @@ class OnnxRuntimeBackend:
 
     def __init__(self, path: str | Path, *, device: str = "cpu", threads: int | None = None,
                  shape_sessions: int = 4, shared_arena: bool = True):
-        ort = require("onnxruntime")
         if both_runtimes_installed():
             logging.getLogger(__name__).warning(
                 "both onnxruntime and onnxruntime-gpu are installed and shadow each other; keep one: "
@@ -91,22 +56,12 @@ class OnnxRuntimeBackend:
         self.path = Path(path)
         if not self.path.is_file():
             raise InputError(f"{self.path}: no such ONNX file")
-        providers = _providers(device)
-        gpu = int(device.split(":", 1)[1]) if device.startswith("cuda:") else 0
-        self.device = self._device_for(providers[0], gpu)
-        self._stream = self.device.stream() if self.device is not None else None
-        handle = self.device.stream_handle(self._stream) if self.device is not None else 0
-        try:
-            self.session = ort.InferenceSession(str(self.path), session_options(threads, shared_arena=shared_arena),
-                                                providers=providers,
-                                                provider_options=provider_options(providers, self.path, handle, gpu))
-        except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types
-            raise InputError(f"{self.path}: ONNX Runtime cannot load it ({str(exc).splitlines()[0]})") from exc
+        self.session = self._open(device, threads, shared_arena)
         props = dict(self.session.get_modelmeta().custom_metadata_map)
         self.meta = ModelMeta.from_props(props, str(self.path))
-        used = self.session.get_providers()[0]
-        self._on_gpu = used in ("CUDAExecutionProvider", "TensorrtExecutionProvider")
-        provider = used.replace("ExecutionProvider", "")
+        used = self.session.get_providers()
+        self._on_gpu = used[0] in GPU_PROVIDERS
+        provider = used[0].replace("ExecutionProvider", "")
         self.name = (f"onnxruntime-{provider.lower()}" + ("-fp16" if self.meta.precision == "fp16" else "")
                      + ("-u8" if self.meta.pixels == "uint8" else ""))
         inp = self.session.get_inputs()[0]
@@ -114,14 +69,32 @@ class OnnxRuntimeBackend:
         outs = {o.name for o in self.session.get_outputs()}
         self._flag = NONFINITE_OUTPUT if NONFINITE_OUTPUT in outs else None  # uint8 graphs since 0.3
         self._half_io = inp.type == "tensor(float16)"
-        if not self._on_gpu and self.meta.pixels != "uint8":
-            self.device = None  # a float model on the CPU: the host path is the fast one
-        self.tile_limits = (self.meta.min_size, 0)
-        self.max_batch = 0
+        if not self._on_gpu:  # the CPU serves: a host device for a uint8 model, else the host path alone
+            self.device, self._stream = (self._device_for("CPUExecutionProvider") if self.meta.pixels == "uint8" else None), None
+        trt = "TensorrtExecutionProvider" in used  # its engine profile bounds the tiles and the batch
+        self.tile_limits = (self.meta.min_size, TRT_MAX_SIDE if trt else 0)
+        self.max_batch = TRT_MAX_BATCH if trt else 0
         # symbolic input dimensions by axis, e.g. {0: "batch", 2: "height", 3: "width"}
         free_dims = {i: d for i, d in enumerate(inp.shape) if isinstance(d, str) and d}
         shaped = shape_sessions > 0 and not self._on_gpu and free_dims
         self._shaped = ShapeSessions(self.path, free_dims, shape_sessions, threads, shared_arena) if shaped else None
+
+    def _open(self, device: str, threads: int | None, shared_arena: bool) -> Any:
+        """The session, with the GPU providers' options (a stream of this backend's device to run on)."""
+        providers = providers_for(device)
+        gpu = int(device.split(":", 1)[1]) if device.startswith("cuda:") else 0
+        self.device = self._device_for(providers[0], gpu)
+        self._stream = self.device.stream() if self.device is not None else None
+        handle = self.device.stream_handle(self._stream) if self.device is not None else 0
+        meta = ModelMeta.from_props(read_onnx_props(self.path), str(self.path)) if providers[0] in GPU_PROVIDERS else None
+        options = provider_options(providers, self.path, meta, handle, gpu) if meta is not None else [{}] * len(providers)
+        try:
+            return open_session(self.path, session_options(threads, shared_arena=shared_arena), providers, options,
+                                gpu_required=device != "auto")
+        except MissingDependencyError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types
+            raise InputError(f"{self.path}: ONNX Runtime cannot load it ({str(exc).splitlines()[0]})") from exc
 
     @staticmethod
     def _device_for(provider: str, gpu: int = 0):  # type: ignore[no-untyped-def]
@@ -129,7 +102,7 @@ class OnnxRuntimeBackend:
         (None when neither is: then only the host path runs). ``gpu``: the CUDA device index."""
         from bsrn_edge._lazy import available
 
-        if provider not in ("CUDAExecutionProvider", "TensorrtExecutionProvider"):
+        if provider not in GPU_PROVIDERS:
             from ..devices.host import HostDevice
 
             return HostDevice()
@@ -148,6 +121,8 @@ class OnnxRuntimeBackend:
 
     def _session_for(self, shape: tuple[int, ...]) -> Any:
         """The session specialised to ``shape``, or the dynamic one."""
+        if self.session is None:
+            raise InputError(f"{self.path}: this ONNX Runtime backend was closed; open the model again (or a new Upscaler)")
         return self._shaped.get(shape) if self._shaped is not None else self.session
 
     def infer(self, x: np.ndarray) -> np.ndarray:
@@ -193,8 +168,8 @@ class OnnxRuntimeBackend:
         """uint8 pixels already on this backend's device → uint8 pixels, through IOBinding (no host copy).
 
         Needs a uint8-I/O model (``bsrn-export --uint8-io``). The session runs on its own compute stream,
-        ordered after ``stream`` and before what follows on it. Returns a numpy bool, True when the
-        network's output was finite (the graph's flag), or None for a graph without the flag.
+        ordered after ``stream`` and before what follows on it. Returns a :class:`~.base.FiniteFlag`, true when the
+        network's output was finite (readable once ``stream``'s work has completed), or None for a graph without the flag.
         """
         if self.device is None or self.meta.pixels != "uint8":
             raise InputError(f"{self.path}: the device path needs the uint8-I/O model (bsrn-export --uint8-io), "
@@ -202,7 +177,7 @@ class OnnxRuntimeBackend:
         check_pixels(tuple(x.shape), tuple(out.shape), self)
         kind = "cuda" if self._on_gpu else "cpu"
         dev = self.device
-        session = self.session if self._on_gpu else self._session_for(tuple(x.shape))
+        session = self._session_for(tuple(x.shape))  # the dynamic session on a GPU
         binding = session.io_binding()
         binding.bind_input(self._in_name, kind, dev.index, np.uint8, list(x.shape), device_pointer(x))
         binding.bind_output(self._out_name, kind, dev.index, np.uint8, list(out.shape), device_pointer(out))
@@ -210,7 +185,7 @@ class OnnxRuntimeBackend:
         dev.join(self._stream, stream)
         session.run_with_iobinding(binding)
         dev.join(stream, self._stream)
-        return None if flag is None else np.bool_(float(flag.max()) == 0.0)
+        return None if flag is None else FiniteFlag(flag)
 
     def close(self) -> None:
         if self._shaped is not None:
