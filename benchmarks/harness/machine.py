@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from bsrn_edge._lazy import available
-from bsrn_edge.hostinfo import cpu_model, physical_cores, usable_cores
+from bsrn_edge.hostinfo import cpu_model, package_version, physical_cores, usable_cores
 
 from .config import BenchConfig
 
@@ -31,20 +31,6 @@ class MachineInfo:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def package_version(module: str) -> str:
-    """The installed distribution's version for ``module`` (onnxruntime-gpu and tensorrt-cu12 count),
-    ``"absent"`` when none is installed."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    dists = {"onnxruntime": ("onnxruntime", "onnxruntime-gpu"), "tensorrt": ("tensorrt", "tensorrt-cu12")}
-    for dist in dists.get(module, (module,)):
-        try:
-            return version(dist)
-        except PackageNotFoundError:
-            continue
-    return "absent"
 
 
 def machine_info(config: BenchConfig | None = None) -> MachineInfo:
