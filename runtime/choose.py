@@ -67,7 +67,7 @@ def _time_engines(path: Path, engines: list[Engine], threads: int | None) -> tup
     opened = {}
     for e in engines:
         try:
-            opened[e] = open_backend(path, e[0], "cpu", e[1], threads)
+            opened[e] = open_backend(path, e[0], "cpu", e[1], threads)  # type: ignore[arg-type]
         except Exception as exc:  # noqa: BLE001 - an optional engine that cannot open this model is not a candidate
             log.warning("bsrn-edge: %s %s cannot run %s (%s); not a candidate", *e, path.name, exc)
     meta = next(iter(opened.values())).meta
@@ -98,6 +98,9 @@ def _choose(path: Path, stamp: tuple[int, int], threads: int | None) -> tuple[st
     record = read_record("engine-choice", key)
     if record is None:
         engines = candidates(path)
+        if len(engines) < 2:  # the other engine does not import, or cannot run this model
+            b, p = engines[0] if engines else DEFAULT
+            return b, p, f"auto: {b} {p}, the only candidate here"
         log.warning("bsrn-edge: timing %s once on this CPU (%s); the choice is kept under the cache root",
                     path.name, ", ".join(" ".join(e) for e in engines))
         medians, tile = _time_engines(path, engines, threads)

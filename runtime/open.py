@@ -70,6 +70,27 @@ def _ort_cuda() -> bool:
     return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
 
 
+def _checked(device: str, precision: str) -> tuple[str, str]:
+    device, precision = str(device).lower(), str(precision)
+    if device not in ("auto", "cpu", "cuda") and not re.fullmatch(r"cuda:\d+", device) and not _OV_DEVICE.fullmatch(device):
+        raise InputError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N', or OpenVINO's 'gpu', 'gpu.N', 'npu'; got {device!r}")
+    if precision not in ("auto", "fp32", "fp16", "bf16", "int8"):
+        raise InputError(f"precision must be 'auto', 'fp32', 'fp16', 'bf16' or 'int8', got {precision!r}")
+    return device, precision
+
+
+def _openvino(path: Path, device: str, precision: str, threads: int | None) -> Backend:
+    if path.suffix.lower() != ".onnx":
+        raise InputError(f"{path}: the openvino backend needs an .onnx file (export one with bsrn-export)")
+    if device.startswith("cuda"):
+        raise InputError(f"{path}: OpenVINO drives Intel GPUs and NPUs ('gpu', 'npu'), not CUDA; use 'cpu' or 'gpu'")
+    from .backends.openvino import OpenVINOBackend
+
+    ov_device = "CPU" if device in ("auto", "cpu") else device.upper()
+    hint = "bf16" if precision == "bf16" else "fp16" if ov_device != "CPU" and precision in ("auto", "fp16") else "fp32"
+    return OpenVINOBackend(_pick_onnx(path, precision, device), device=ov_device, precision=hint, threads=threads)
+
+
 def open_backend(model: str | Path, backend: BackendName = "auto", device: DeviceName | str = "auto",
                  precision: Precision | str = "auto", threads: int | None = None) -> Backend:
     """Open ``model`` (.onnx, .engine, checkpoint file or bundled name) with the requested backend.
@@ -77,23 +98,18 @@ def open_backend(model: str | Path, backend: BackendName = "auto", device: Devic
     ``device``: ``"cpu"``, ``"cuda"`` / ``"cuda:N"``, OpenVINO's ``"gpu"`` / ``"gpu.N"`` / ``"npu"``, or ``"auto"``
     (a CUDA GPU where the backend can use one). ``precision``: ``"fp32"``, ``"fp16"``, ``"bf16"`` (OpenVINO on a CPU
     with native BF16), ``"int8"`` (the ``.int8.onnx`` sibling) or ``"auto"`` (an artifact's own; PyTorch: fp16 on a
-    GPU, fp32 on the CPU). ``backend="auto"`` on an FP32 ``.onnx`` on the CPU runs the engine and precision measured
-    fastest for that model on this machine, within its accuracy budget (:mod:`bsrn_edge.runtime.choose`); the
-    backend then carries a ``choice`` line saying what was picked and why.
-    ``threads``: the CPU threads of ONNX Runtime and OpenVINO (default: the physical cores); other backends ignore it.
+    GPU, fp32 on the CPU). ``backend="auto"`` on an FP32 ``.onnx`` on the CPU runs what :mod:`~.choose` measured
+    fastest here within the model's accuracy budget, and the backend's ``choice`` says what and why. ``threads``:
+    the CPU threads of ONNX Runtime and OpenVINO (default: the physical cores); other backends ignore it.
     """
-    device, precision = str(device).lower(), str(precision)
-    if device not in ("auto", "cpu", "cuda") and not re.fullmatch(r"cuda:\d+", device) and not _OV_DEVICE.fullmatch(device):
-        raise InputError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N', or OpenVINO's 'gpu', 'gpu.N', 'npu'; got {device!r}")
-    if precision not in ("auto", "fp32", "fp16", "bf16", "int8"):
-        raise InputError(f"precision must be 'auto', 'fp32', 'fp16', 'bf16' or 'int8', got {precision!r}")
+    device, precision = _checked(str(device), str(precision))
     path = Path(model)
     suffix = path.suffix.lower()
     if suffix in (".onnx", ".engine") and path.is_dir():
         raise InputError(f"{model}: is a folder; expected an {suffix} file")
     if backend == "auto" and suffix == ".onnx":
-        backend, precision, why = _auto_onnx(path, device, precision, threads)
-        opened = open_backend(path, backend, device, precision, threads)  # type: ignore[arg-type]
+        name, precision, why = _auto_onnx(path, device, precision, threads)
+        opened = open_backend(path, name, device, precision, threads)  # type: ignore[arg-type]
         if why:
             setattr(opened, "choice", why)  # noqa: B010 - shown by bsrn-upscale's header
         return opened
@@ -104,20 +120,11 @@ def open_backend(model: str | Path, backend: BackendName = "auto", device: Devic
     if precision in ("bf16", "int8") and backend not in ("openvino", "onnxruntime"):
         raise InputError(f"precision {precision!r} runs on the openvino backend (int8 also on onnxruntime) with an .onnx")
     if backend == "openvino":
-        if suffix != ".onnx":
-            raise InputError(f"{model}: the openvino backend needs an .onnx file (export one with bsrn-export)")
-        if device.startswith("cuda"):
-            raise InputError(f"{model}: OpenVINO drives Intel GPUs and NPUs ('gpu', 'npu'), not CUDA; use 'cpu' or 'gpu'")
-        from .backends.openvino import OpenVINOBackend
-
-        ov_device = "CPU" if device in ("auto", "cpu") else device.upper()
-        hint = "bf16" if precision == "bf16" else "fp16" if ov_device != "CPU" and precision in ("auto", "fp16") else "fp32"
-        return OpenVINOBackend(_pick_onnx(path, precision, device), device=ov_device, precision=hint, threads=threads)
+        return _openvino(path, device, precision, threads)
     if backend == "onnxruntime":
-        if suffix != ".onnx":
-            raise InputError(f"{model}: the onnxruntime backend needs an .onnx file (export one with bsrn-export)")
-        if precision == "bf16":
-            raise InputError(f"{model}: BF16 runs on the openvino backend (pip install 'bsrn-edge[openvino]')")
+        if suffix != ".onnx" or precision == "bf16":
+            raise InputError(f"{model}: the onnxruntime backend needs an .onnx file (export one with bsrn-export)"
+                             if suffix != ".onnx" else f"{model}: BF16 runs on the openvino backend (pip install 'bsrn-edge[openvino]')")
         from .backends.onnxruntime import OnnxRuntimeBackend
 
         return OnnxRuntimeBackend(_pick_onnx(path, precision, device), device=device, threads=threads)

@@ -58,7 +58,8 @@ class _Compiled:
     """One model compiled for one input shape, with idle inference requests to lend (one per thread at a time)."""
 
     def __init__(self, compiled: Any):
-        self.compiled, self._idle = compiled, []
+        self.compiled = compiled
+        self._idle: list[Any] = []
 
     @contextlib.contextmanager
     def request(self) -> Iterator[Any]:
@@ -93,7 +94,7 @@ class _Lanes(HostDevice):
     def __init__(self) -> None:
         self._local = threading.local()
 
-    def stream(self) -> _Lane:
+    def stream(self) -> Any:  # a _Lane
         st = self._local
         if not hasattr(st, "lanes"):
             st.lanes, st.k = [_Lane(), _Lane()], 0
@@ -103,7 +104,7 @@ class _Lanes(HostDevice):
     def download(self, dst: np.ndarray, src: np.ndarray, lane: _Lane) -> None:
         lane.copies.append((dst, src))  # done once the lane's inference has finished
 
-    def record(self, lane: _Lane) -> tuple[_Lane, int]:
+    def record(self, lane: _Lane) -> Any:  # (lane, its run count)
         return lane, lane.runs
 
     def wait(self, event: tuple[_Lane, int]) -> None:
