@@ -16,7 +16,10 @@ that must stay in float, validated on OpenVINO against its own FP32.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Sequence
@@ -73,9 +76,11 @@ def _crops(images: Sequence[np.ndarray], n: int, size: int, seed: int = 0, hr: S
 def _nncf_quantize(fp32: "onnx.ModelProto", calib: np.ndarray) -> "onnx.ModelProto":
     os.environ.setdefault("NNCF_CI", "1")  # nncf's telemetry (on unless opted out) stays off: no network at export
     nncf = require("nncf")
+    logging.getLogger("nncf").setLevel(logging.WARNING)
     name = fp32.graph.input[0].name
     data = nncf.Dataset(list(calib[:, None]), lambda x: {name: x})
-    return nncf.quantize(fp32, data, subset_size=len(calib), target_device=nncf.TargetDevice.CPU)
+    with contextlib.redirect_stdout(sys.stderr):  # its progress bars: stdout keeps bsrn-export's table
+        return nncf.quantize(fp32, data, subset_size=len(calib), target_device=nncf.TargetDevice.CPU)
 
 
 def _layers(q: "onnx.ModelProto") -> list[str]:

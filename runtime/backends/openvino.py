@@ -63,7 +63,10 @@ class _Compiled:
 
     @contextlib.contextmanager
     def request(self) -> Iterator[Any]:
-        rq = self._idle.pop() if self._idle else self.compiled.create_infer_request()
+        try:
+            rq = self._idle.pop()  # atomic: two threads never get the same request
+        except IndexError:
+            rq = self.compiled.create_infer_request()
         try:
             yield rq
         finally:
