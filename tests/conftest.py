@@ -49,6 +49,19 @@ def run_upscale(*args: object) -> int:
     return main([str(a) for a in args])
 
 
+def threaded(fn, count: int = 4) -> list:  # type: ignore[no-untyped-def]
+    """``[fn(0), …, fn(count - 1)]``, each call in a thread of its own, all running at once."""
+    import threading
+
+    results: dict[int, object] = {}
+    threads = [threading.Thread(target=lambda k=k: results.__setitem__(k, fn(k))) for k in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return [results[k] for k in range(count)]
+
+
 def save_image(arr: np.ndarray, path: Path, **kw: object) -> Path:
     """Write ``arr`` with Pillow (``kw`` to its ``save``), making the folder; returns ``path``."""
     from PIL import Image

@@ -3,11 +3,9 @@ bit-identical to itself, and FP32 within 1e-5 of ONNX Runtime on real images; pr
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pytest
-from conftest import needs_openvino, needs_ort, needs_torch
+from conftest import needs_openvino, needs_ort, needs_torch, threaded
 
 pytestmark = [needs_openvino, needs_ort, needs_torch]  # torch only exports the fixtures
 
@@ -92,22 +90,15 @@ def test_threads_share_one_backend(which, onnx_path, u8_path, lr_images):
     up = Upscaler(_ov(onnx_path if which == "float" else u8_path), tile=None)
     frames = [np.ascontiguousarray(lr_images[i % 5][:24, :32]) for i in range(12)]
     expected = [up.upscale(f) for f in frames]
-    results: dict[int, list[np.ndarray]] = {}
 
-    def worker(k: int) -> None:
+    def worker(k: int) -> list[np.ndarray]:  # two threads stream, two call upscale_into
         if k % 2:
-            results[k] = [o.copy() for o in up.stream(frames)]
-        else:
-            buf = np.empty((96, 128, 3), np.uint8)
-            results[k] = [up.upscale_into(f, buf).copy() for f in frames]
+            return [o.copy() for o in up.stream(frames)]
+        buf = np.empty((96, 128, 3), np.uint8)
+        return [up.upscale_into(f, buf).copy() for f in frames]
 
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for k in range(4):
-        for got, want in zip(results[k], expected):
+    for results in threaded(worker):
+        for got, want in zip(results, expected):
             np.testing.assert_array_equal(got, want)
 
 

@@ -26,7 +26,7 @@ from bsrn_edge.errors import InputError, NonFiniteOutputError
 from bsrn_edge.meta import ModelMeta
 
 __all__ = ["Backend", "DeviceBackend", "check_batch", "check_pixels", "TileLimits", "pixel_layout", "ShapeCache",
-           "raise_if_nonfinite"]
+           "raise_if_nonfinite", "FiniteFlag"]
 
 TileLimits = tuple[int, int]  # (min side, max side) an engine accepts; (min_size, 0) = unbounded
 
@@ -79,6 +79,17 @@ def raise_if_nonfinite(flag: np.ndarray, source: object, shape: tuple[int, ...])
     if float(np.max(flag)) != 0.0:
         raise NonFiniteOutputError(f"{source}: the network produced NaN or infinite values for input "
                                    f"{'×'.join(map(str, shape))}; its uint8 output would be garbage")
+
+
+class FiniteFlag:
+    """What :meth:`DeviceBackend.run_device` returns for a graph with the non-finite flag: true when the flag buffer
+    (filled by the backend's work) is 0, read once that work has completed."""
+
+    def __init__(self, flag: np.ndarray):
+        self.flag = flag
+
+    def __bool__(self) -> bool:
+        return float(self.flag.max()) == 0.0
 
 
 def _check_sides(h: int, w: int, backend: Backend) -> None:

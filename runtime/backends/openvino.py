@@ -22,7 +22,7 @@ from bsrn_edge.hostinfo import physical_cores
 from bsrn_edge.meta import NONFINITE_OUTPUT, ModelMeta
 
 from ..devices.host import HostDevice
-from .base import ShapeCache, check_batch, check_pixels, raise_if_nonfinite
+from .base import FiniteFlag, ShapeCache, check_batch, check_pixels, raise_if_nonfinite
 
 __all__ = ["OpenVINOBackend", "native_bf16", "onnx_props"]
 
@@ -114,16 +114,6 @@ class _Lanes(HostDevice):
         lane, runs = event
         if lane.runs == runs:  # else the lane was finished already, before its next run started
             lane.finish()
-
-
-class _Finite:
-    """\"The output was finite\", read from the graph's flag once the inference has finished."""
-
-    def __init__(self, flag: np.ndarray):
-        self.flag = flag
-
-    def __bool__(self) -> bool:
-        return float(self.flag.max()) == 0.0
 
 
 class OpenVINOBackend:
@@ -221,7 +211,7 @@ class OpenVINOBackend:
             rq.infer()
         raise_if_nonfinite(flag, self.path, x.shape)
 
-    def run_device(self, x: np.ndarray, out: np.ndarray, lane: _Lane) -> _Finite | None:
+    def run_device(self, x: np.ndarray, out: np.ndarray, lane: _Lane) -> FiniteFlag | None:
         """uint8 N×h×w×3 host pixels → uint8 N×sh×sw×3, started asynchronously on ``lane`` (a stream of
         :attr:`device`); ``device.wait`` on the lane's event finishes it. Needs a uint8-I/O model."""
         if self.device is None:
@@ -235,7 +225,7 @@ class OpenVINOBackend:
         lane.rq.set_output_tensor(0, ov.Tensor(out, shared_memory=True))
         finite = None
         if self._flag is not None:
-            finite = _Finite(np.zeros((1, 1, 1, 1), np.float32))
+            finite = FiniteFlag(np.zeros((1, 1, 1, 1), np.float32))
             lane.rq.set_output_tensor(self._flag, ov.Tensor(finite.flag, shared_memory=True))
         lane.runs += 1
         lane.rq.start_async()
