@@ -187,6 +187,19 @@ def test_openvino_rows_beside_onnx_runtime_with_the_cpu_flags_in_the_header(two_
     assert f"({hostinfo.cpu_isa()})" in err and "openvino" in err.split("versions:")[1].splitlines()[0]
 
 
+def test_openvino_rows_say_why_they_cannot_run(monkeypatch):
+    import bsrn_edge._lazy as lazy
+    from bsrn_edge.bench.artifacts import ov_unavailable
+
+    assert "--device cpu" in ov_unavailable("openvino", "cuda")
+    monkeypatch.setattr(lazy, "available", lambda name: name != "openvino")
+    assert ov_unavailable("openvino-bf16", "cpu") == "openvino is not installed (pip install 'bsrn-edge[openvino]')"
+    monkeypatch.setattr(lazy, "available", lambda name: name != "nncf")
+    if available("openvino"):
+        assert "bsrn-edge[int8]" in ov_unavailable("openvino-int8", "cpu")
+        assert ov_unavailable("openvino", "cpu") is None
+
+
 @pytest.mark.parametrize(
     "argv, expected",
     [

@@ -165,3 +165,15 @@ def test_open_backend_routes_devices_and_precisions(onnx_path, tmp_path):
         open_backend(onnx_path, "onnxruntime", device="gpu")
     with pytest.raises(InputError, match="openvino backend"):
         open_backend(onnx_path, "onnxruntime", precision="bf16")
+
+
+def test_bsrn_upscale_backend_openvino_and_its_devices(onnx_path, tmp_path, lr_images, capsys):
+    from conftest import run_upscale, save_image
+
+    src = save_image(lr_images[2][:40, :48], tmp_path / "in.png")
+    assert run_upscale("-i", src, "-o", tmp_path / "out.png", "-m", onnx_path, "--backend", "openvino", "-g", "cpu") == 0
+    assert "on openvino-cpu-fp32" in capsys.readouterr().err and (tmp_path / "out.png").is_file()
+    assert run_upscale("-i", src, "-o", tmp_path / "gpu.png", "-m", onnx_path, "--backend", "openvino", "-g", "gpu.7") == 2
+    assert "OpenVINO has no device 'GPU.7'" in capsys.readouterr().err and not (tmp_path / "gpu.png").exists()
+    assert run_upscale("-i", src, "-o", tmp_path / "x.png", "-m", onnx_path, "-g", "npu", "--backend", "onnxruntime") == 2
+    assert "OpenVINO device" in capsys.readouterr().err
