@@ -110,6 +110,12 @@ def _check_arguments(args: argparse.Namespace) -> None:
     """Every check that needs no work, before anything is read or created (errors exit 2)."""
     if args.opset < 17:
         raise InputError(f"--opset {args.opset}: opset 17 or newer is required")
+    if args.int8:
+        import importlib.util
+
+        missing = [m for m in ("nncf", "openvino", "onnx", "onnxruntime") if importlib.util.find_spec(m) is None]
+        if missing:
+            raise MissingDependencyError(f"--int8 needs {', '.join(missing)}: pip install 'bsrn-edge[int8,cpu]'")
     if args.out.exists() and not args.out.is_dir():
         raise InputError(f"--out {args.out}: is a file, not a folder; choose another --out directory")
     if args.ckpt is not None:

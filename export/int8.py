@@ -43,6 +43,7 @@ DEFAULT_MAX_LOSS_DB = 0.1
 CALIB_CROPS, CALIB_SIDE = 24, 48  # LR crops NNCF takes its statistics on
 SENSITIVITY_CROPS, SENSITIVITY_SIDE = 6, 40  # LR crops each layer's sensitivity is measured on (200 runs for BSRN-S)
 SEARCH_SIDE = 80  # the search judges the loss on the middle of each search image, at most this LR side
+SEARCH_B100 = 10  # B100 images the search judges on beside Set5 (after the validation ones)
 _SKIP = ("QuantizeLinear", "DequantizeLinear", "Shape")  # not layers: the quantisers themselves, shape arithmetic
 _FP32 = "::fp32"  # suffix of an FP32 initializer that NNCF changed in place (a bias after bias correction)
 

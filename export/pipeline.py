@@ -227,7 +227,9 @@ def _int8_images(scale: int, calib_files: list[Path]) -> tuple[list, dict[str, l
     set5 = [(lr, hr) for _, lr, hr in bundled_arrays(scale)]
     b100 = shared_pairs(scale, PRECISION_B100_IMAGES, 10**6)
     calib = [read_rgb(f) for f in calib_files] if calib_files else [lr for lr, _ in set5 + b100]
-    return calib, {"Set5": set5, **({"B100": b100[:10]} if b100 else {})}
+    from .int8 import SEARCH_B100
+
+    return calib, {"Set5": set5, **({"B100": b100[:SEARCH_B100]} if b100 else {})}
 
 
 def _int8_work(fp32: "onnx.ModelProto", meta: ModelMeta, ref: "Reference", calib_files: list[Path], budget: float,

@@ -5,6 +5,8 @@ Candidates: ONNX Runtime FP32 (the default); OpenVINO FP32; OpenVINO BF16 where 
 export measured at most :data:`~bsrn_edge.meta.BF16_MAX_LOSS_DB` lost; OpenVINO INT8 where a ``.int8.onnx``
 (written only when its own validation passed) is beside the model. With one engine installed nothing is timed.
 Another engine wins only when it is at least ``MARGIN`` faster than the default, so noise never flips the choice.
+``$BSRN_EDGE_ENGINES`` (comma-separated, e.g. ``onnxruntime``) limits the engines considered, as if only those were
+installed (read at a model's first use in a process).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import datetime
 import functools
 import logging
+import os
 import statistics
 import time
 from pathlib import Path
@@ -34,10 +37,14 @@ DEFAULT: Engine = ("onnxruntime", "fp32")
 MARGIN, ROUNDS = 1.1, 3
 
 
+def _allowed(engine: str) -> bool:
+    return engine in (os.environ.get("BSRN_EDGE_ENGINES") or engine).replace(" ", "").split(",")
+
+
 def candidates(path: Path) -> list[Engine]:
     """The (backend, precision) pairs that may run ``path`` here, the default first."""
-    out = [DEFAULT] if available("onnxruntime") else []
-    if available("openvino"):
+    out = [DEFAULT] if available("onnxruntime") and _allowed("onnxruntime") else []
+    if available("openvino") and _allowed("openvino"):
         from .backends.openvino import native_bf16
         from .model_info import read_onnx_props
 
@@ -87,11 +94,11 @@ def _time_engines(path: Path, engines: list[Engine], threads: int | None) -> tup
 
 @functools.lru_cache(maxsize=32)
 def _choose(path: Path, stamp: tuple[int, int], threads: int | None) -> tuple[str, str, str]:
-    installed = [m for m in ("onnxruntime", "openvino") if package_version(m) != "absent"]
+    installed = [m for m in ("onnxruntime", "openvino") if package_version(m) != "absent" and _allowed(m)]
     if len(installed) < 2:  # one engine: nothing to measure
         engines = candidates(path)
         b, p = next((e for e in engines if e[1] == "bf16"), engines[0] if engines else DEFAULT)
-        return b, p, f"auto: {b} {p}, the only engine installed" + (" (BF16 validated at export)" if p == "bf16" else "")
+        return b, p, f"auto: {b} {p}, the only engine here" + (" (BF16 validated at export)" if p == "bf16" else "")
     int8 = sibling(path, precision="int8")
     key = record_key(cpu=cpu_model(), isa=cpu_isa(), threads=threads, model=sha256_file(path),
                      int8=sha256_file(int8) if int8.is_file() else None, versions={m: package_version(m) for m in installed})

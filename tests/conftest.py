@@ -20,25 +20,15 @@ needs_ort = pytest.mark.skipif(not available("onnxruntime"), reason="onnxruntime
 needs_openvino = pytest.mark.skipif(not available("openvino"), reason="openvino not installed (extra 'openvino')")
 
 
-def _choose():  # type: ignore[no-untyped-def]
-    from bsrn_edge.runtime import choose
-
-    return choose
-
-
-#: ``backend="auto"``'s measured choice, as the product has it (the suite pins it to ONNX Runtime; see below)
-REAL_CHOOSE = _choose().choose
-
-
 @pytest.fixture(scope="session", autouse=True)
 def _pinned_auto_and_private_cache(tmp_path_factory):
-    """Every test runs with a cache root of its session's own (never the user's), and ``backend="auto"`` in this
-    process runs ONNX Runtime FP32 without measuring: which engine a measurement picks depends on the machine, and
-    tests that check numerics against ONNX Runtime must not find OpenVINO BF16 under them. tests/test_choose.py
-    tests ``auto`` itself through :data:`REAL_CHOOSE`, with fake timings and with the real engines."""
+    """Every test, and every process it starts, runs with a cache root of the session's own (never the user's) and
+    ``backend="auto"`` limited to ONNX Runtime (``BSRN_EDGE_ENGINES``): which engine a measurement picks depends on
+    the machine, and tests that check numerics against ONNX Runtime must not find OpenVINO BF16 under them.
+    tests/test_choose.py tests ``auto`` itself, with fake timings and with the real engines."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("BSRN_EDGE_CACHE", str(tmp_path_factory.mktemp("cache")))
-        mp.setattr(_choose(), "choose", lambda path, threads=None: ("onnxruntime", "fp32", ""))
+        mp.setenv("BSRN_EDGE_ENGINES", "onnxruntime")
         yield
 
 

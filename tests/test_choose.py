@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import REAL_CHOOSE, needs_openvino, needs_ort, needs_torch, run_upscale, save_image
+from conftest import needs_openvino, needs_ort, needs_torch, run_upscale, save_image
 
 from bsrn_edge.cache import cache_root
 from bsrn_edge.errors import InputError
@@ -41,7 +41,7 @@ def fake(tmp_path, monkeypatch):
         return {e: state["medians"][e] for e in engines}, 195
 
     monkeypatch.setenv("BSRN_EDGE_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(choose, "choose", REAL_CHOOSE)
+    monkeypatch.delenv("BSRN_EDGE_ENGINES")  # the suite limits auto to ONNX Runtime (conftest)
     monkeypatch.setattr(choose, "package_version", lambda m: "9.9")
     monkeypatch.setattr(choose, "candidates", lambda path: list(state["medians"]))
     monkeypatch.setattr(choose, "_time_engines", time_engines)
@@ -87,12 +87,27 @@ def test_one_engine_installed_measures_nothing(fake, monkeypatch):
     model, calls, state = fake
     monkeypatch.setattr(choose, "package_version", lambda m: "absent" if m == "openvino" else "1.32")
     monkeypatch.setattr(choose, "candidates", lambda path: [ORT])
-    assert choose.choose(model) == ("onnxruntime", "fp32", "auto: onnxruntime fp32, the only engine installed")
+    assert choose.choose(model) == ("onnxruntime", "fp32", "auto: onnxruntime fp32, the only engine here")
     choose._choose.cache_clear()
     monkeypatch.setattr(choose, "package_version", lambda m: "absent" if m == "onnxruntime" else "2026.4")
     monkeypatch.setattr(choose, "candidates", lambda path: [OV32, BF16, INT8])
     assert choose.choose(model)[:2] == BF16  # OpenVINO alone: BF16 where validated and native, unmeasured
     assert calls == [] and not list(cache_root().glob("engine-choice/*.json"))
+
+
+@needs_ort
+@needs_torch
+def test_the_engines_variable_limits_what_auto_considers(bsrn_s_export, monkeypatch):
+    from bsrn_edge._lazy import available
+
+    path = bsrn_s_export.files["onnx"]
+    monkeypatch.setenv("BSRN_EDGE_ENGINES", "onnxruntime")  # what the suite runs with (conftest)
+    assert choose.candidates(path) == [ORT]
+    monkeypatch.setenv("BSRN_EDGE_ENGINES", "openvino")
+    engines = choose.candidates(path)
+    assert all(b == "openvino" for b, _ in engines) and engines[:1] == ([OV32] if available("openvino") else [])
+    monkeypatch.setenv("BSRN_EDGE_ENGINES", "openvino, onnxruntime")
+    assert choose.candidates(path)[:2] == ([ORT, OV32] if available("openvino") else [ORT])
 
 
 @needs_ort
@@ -120,7 +135,7 @@ def test_auto_on_real_engines_picks_caches_and_shows_in_the_header(bsrn_s_export
     """The real candidates and timings of this machine: whatever wins must be one of them, timed once, cached, and
     named in bsrn-upscale's header."""
     monkeypatch.setenv("BSRN_EDGE_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(choose, "choose", REAL_CHOOSE)
+    monkeypatch.delenv("BSRN_EDGE_ENGINES")
     choose._choose.cache_clear()
     timed = []
     real_time = choose._time_engines

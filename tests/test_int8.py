@@ -13,8 +13,24 @@ from conftest import needs_openvino, needs_ort, needs_torch
 
 from bsrn_edge._lazy import available
 
-pytestmark = [needs_openvino, needs_ort, needs_torch,
-              pytest.mark.skipif(not available("nncf"), reason="nncf not installed (extra 'int8')")]
+
+def needs_int8(test):  # type: ignore[no-untyped-def]
+    for mark in (needs_openvino, needs_ort, needs_torch,
+                 pytest.mark.skipif(not available("nncf"), reason="nncf not installed (extra 'int8')")):
+        test = mark(test)
+    return test
+
+
+def test_int8_without_its_libraries_exits_3_before_any_work(tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+    from bsrn_edge.apps.export_cli import main
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "nncf" else real(name, *a))
+    assert main(["--ckpt", "bsrn-s-x4", "--int8", "--out", str(tmp_path / "out")]) == 3
+    assert "--int8 needs nncf: pip install 'bsrn-edge[int8,cpu]'" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +57,7 @@ def _run(model, x, fuse: bool = True):
     return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
 
 
+@needs_int8
 def test_every_layer_restored_to_float_is_the_fp32_graph(graphs, lr_images):
     from bsrn_edge.export.int8 import float_layers_model
 
@@ -58,6 +75,7 @@ def test_every_layer_restored_to_float_is_the_fp32_graph(graphs, lr_images):
         [n for n in q.graph.node if n.op_type == "QuantizeLinear"])  # its quantisers pruned
 
 
+@needs_int8
 def test_the_mask_switches_each_layer_between_int8_and_float(graphs, lr_images):
     from bsrn_edge.export.int8 import _mask_model
     from bsrn_edge.export.validate import ort_session
@@ -83,6 +101,7 @@ def fast_search(monkeypatch, graphs):
     monkeypatch.setattr(int8, "_nncf_quantize", lambda fp32, crops: graphs[1])
 
 
+@needs_int8
 def test_int8_over_budget_is_refused_and_writes_nothing(bsrn_s_export, tmp_path, fast_search, capsys):
     from bsrn_edge.apps.export_cli import main
 
@@ -95,6 +114,7 @@ def test_int8_over_budget_is_refused_and_writes_nothing(bsrn_s_export, tmp_path,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
 
 
+@needs_int8
 def test_int8_within_budget_is_written_with_the_layers_kept(bsrn_s_export, tmp_path, fast_search):
     from bsrn_edge.apps.export_cli import main
     from bsrn_edge.runtime.model_info import read_onnx_props
