@@ -165,7 +165,7 @@ class OpenVINOBackend:
             model.reshape({model.input(0): list(shape)})
         compiled = self._core.compile_model(model, self._device, self.config)
         got = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
-        if got != self._hint and self.meta.precision == "fp32":  # an fp16/int8 file may report its own
+        if got != self._hint:
             raise InputError(f"{self.path}: OpenVINO compiled it in {got}, not the {self._hint} asked for")
         if not self.inference_precision:
             log.debug("%s: OpenVINO %s, inference precision %s", self.path.name, self._device, got)
