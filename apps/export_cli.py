@@ -19,7 +19,8 @@ EXIT_INPUT, EXIT_DEPENDENCY = EXIT_USAGE, EXIT_MISSING
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="bsrn-export",
-        description="Export a BSRN checkpoint to ONNX (simplified, validated), optionally FP16, and a TensorRT engine.",
+        description="Export a BSRN checkpoint to ONNX (simplified, validated), optionally FP16, uint8 pixel I/O and INT8, "
+                    "and a TensorRT engine.",
     )
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument("--ckpt", help="checkpoint file (.pth/.safetensors) or bundled name (bsrn-s-x4, bsrn-x2/x3/x4, bsrn-s-x4-ntire)")
@@ -30,7 +31,14 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--uint8-io", action="store_true",
                     help="also write <stem>.u8.onnx (and <stem>.fp16.u8.onnx with --fp16): uint8 N×H×W×3 RGB in and out, "
                          "normalisation, clamp and rounding inside the graph; the engine is built from it (fastest GPU path)")
-    ap.add_argument("--calib", type=Path, help="folder of extra real images for validation and the FP16 audit")
+    ap.add_argument("--calib", type=Path, help="folder of extra real images for validation and the FP16 audit; with "
+                                               "--int8 the INT8 calibration images (default: Set5 and B100 LR)")
+    ap.add_argument("--int8", action="store_true",
+                    help="also write <stem>.int8.onnx (NNCF INT8, the layers measured most sensitive kept in float), "
+                         "validated on OpenVINO against FP32 on Set5 and B100; with --onnx FILE, from that FP32 ONNX "
+                         "(written beside it). Over --max-loss-db nothing is written and the exit code is 1")
+    ap.add_argument("--max-loss-db", type=_loss, default=0.1, metavar="DB",
+                    help="PSNR-Y that INT8 may lose against FP32 on the worse of Set5 and B100 (default 0.1)")
     ap.add_argument("--min-tile", type=whole_number(1), help="smallest LR tile side of the engine profile (default 32)")
     ap.add_argument("--opt-tile", type=whole_number(1), help="LR tile side the engine is tuned for (default: the model's tile)")
     ap.add_argument("--max-tile", type=whole_number(1), help="largest LR tile side of the engine profile (default 256)")
@@ -42,6 +50,16 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--opset", type=int, default=17, help="ONNX opset (≥ 17, default 17)")
     ap.add_argument("-q", "--quiet", action="store_true", help="print only the validation table and errors")
     return ap
+
+
+def _loss(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a loss in dB ≥ 0 (e.g. 0.1), got {text!r}")
+    return value
 
 
 def _profile(args: argparse.Namespace, min_size: int, tile: int) -> EngineProfile:
@@ -75,6 +93,13 @@ def _onnx_only(args: argparse.Namespace, say) -> int:  # type: ignore[no-untyped
     path: Path = args.onnx
     if not path.is_file():
         raise InputError(f"--onnx {path}: no such file; pass an ONNX written by bsrn-export")
+    if args.int8:
+        from bsrn_edge.export.pipeline import ExportOptions, int8_from_onnx
+
+        opts = ExportOptions(calib=args.calib, force=args.force, int8=True, max_loss_db=args.max_loss_db)
+        for kind, written in int8_from_onnx(path, opts, report=say).files.items():
+            say(f"wrote {kind}: {written}")
+        return 0
     meta = ModelMeta.from_props(read_onnx_props(path), str(path))
     profile = _profile(args, meta.min_size, meta.tile)
     build_engine_step(path, profile, meta.precision, "require", say)
@@ -85,6 +110,12 @@ def _check_arguments(args: argparse.Namespace) -> None:
     """Every check that needs no work, before anything is read or created (errors exit 2)."""
     if args.opset < 17:
         raise InputError(f"--opset {args.opset}: opset 17 or newer is required")
+    if args.int8:
+        import importlib.util
+
+        missing = [m for m in ("nncf", "openvino", "onnx", "onnxruntime") if importlib.util.find_spec(m) is None]
+        if missing:
+            raise MissingDependencyError(f"--int8 needs {', '.join(missing)}: pip install 'bsrn-edge[int8,cpu]'")
     if args.out.exists() and not args.out.is_dir():
         raise InputError(f"--out {args.out}: is a file, not a folder; choose another --out directory")
     if args.ckpt is not None:
@@ -115,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         opts = ExportOptions(fp16=args.fp16 or args.fp16_io, fp16_io=args.fp16_io, uint8_io=args.uint8_io,
                              calib=args.calib, profile=profile,
                              engine="require" if args.engine else "skip" if args.no_engine else "auto",
-                             force=args.force, opset=args.opset)
+                             force=args.force, opset=args.opset, int8=args.int8, max_loss_db=args.max_loss_db)
         try:
             result = export_checkpoint(args.ckpt, args.out, opts, report=say)
         except ValidationError as exc:

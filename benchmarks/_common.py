@@ -12,14 +12,15 @@ from pathlib import Path
 import numpy as np
 
 from bsrn_edge.bench import real_frame, time_calls  # noqa: F401 - re-exported for the scripts
-from bsrn_edge.hostinfo import cpu_model, usable_cores
+from bsrn_edge.hostinfo import cpu_isa, cpu_model, package_version, usable_cores
 
 
 def machine_line() -> str:
-    import onnxruntime as ort
-
-    return (f"machine: {cpu_model()}, {usable_cores()} usable cores, {platform.platform()}; "
-            f"python {platform.python_version()}, numpy {np.__version__}, onnxruntime {ort.__version__}")
+    """The CPU (model and the ISA flags that decide the kernels), cores, platform and engine versions."""
+    ov = package_version("openvino")
+    return (f"machine: {cpu_model()} ({cpu_isa()}), {usable_cores()} usable cores, {platform.platform()}; "
+            f"python {platform.python_version()}, numpy {np.__version__}, onnxruntime {package_version('onnxruntime')}"
+            + (f", openvino {ov}" if ov != "absent" else ""))
 
 
 def exported_onnx(name: str, cache: Path | None = None, fp16: bool = False) -> Path:

@@ -1,18 +1,23 @@
-"""CPU speed of the default path and of each lever (issue 6), measured in one run on this machine.
+"""CPU speed of the default path and of each lever (issue 6), and of each CPU engine (issue 23), measured in one run.
 
-    python benchmarks/cpu_speed.py [--models bsrn-s-x4,bsrn-x4] [--runs 8]
+    python benchmarks/cpu_speed.py [--models bsrn-s-x4,bsrn-x4] [--runs 8]      # the levers of the default path
+    python benchmarks/cpu_speed.py --engines [--int8] [--runs 20]                # ONNX Runtime, OpenVINO, auto
+    python benchmarks/cpu_speed.py --engines --quick                             # a short look on a busy machine
 
-Every row times the same real-content 320×180 LR frame (→ 1280×720 at ×4), back to back in its own
-block after a warm-up call; the table walks the rows four times (alternately forward and in reverse,
-a quarter of ``--runs`` each) so a slow spell of this shared machine is spread over the rows, and
-quotes the median of each row's ``--runs`` calls. Speed-ups are ratios
-to PyTorch fp32 eager of the authors' structure in the same run. The "default path" row is
-``Upscaler(<exported .onnx>)``: what an app gets. Throughput is model FLOPs (2 × MACs) / median
-time, printed beside this run's numpy sgemm throughput.
+Every row times the same real-content 320×180 LR frame (→ 1280×720 at ×4).
 
-Levers that lost are measured too: OpenVINO's CPU runtime (when ``openvino`` is installed) and INT8
-(ONNX Runtime static quantisation, QDQ, per-channel weights, calibrated on the five Set5 LR images,
-first and last layers fp32), with its PSNR cost. Neither is shipped.
+Levers: each row runs back to back in its own block after a warm-up call; the table walks the rows four times
+(alternately forward and in reverse, a quarter of ``--runs`` each) so a slow spell of this shared machine is
+spread over the rows, and quotes the median of each row's ``--runs`` calls. Speed-ups are ratios to PyTorch fp32
+eager of the authors' structure in the same run. The "default path" row is ``Upscaler(<exported .onnx>,
+"onnxruntime")``. Throughput is model FLOPs (2 × MACs) / median time, printed beside this run's numpy sgemm.
+
+Engines (``--engines``): ``Upscaler.upscale_into`` on ONNX Runtime FP32, OpenVINO FP32, BF16 (CPUs with native
+BF16) and INT8 (``--int8``: the model's ``bsrn-export --int8``, exported once into the bench cache when its
+validation passes), PyTorch fp32 eager, and the ``auto`` default path (``Upscaler(<.onnx>)``: the engine it
+measured fastest here); the engines are interleaved call by call, medians of ``--runs`` calls each, ratios to
+ONNX Runtime FP32 and to PyTorch eager from the same run, and each engine's PSNR-Y on Set5 and the first 20 B100
+images against its own FP32.
 """
 
 from __future__ import annotations
@@ -57,54 +62,6 @@ def _runner(sess, x: np.ndarray) -> Callable[[], object]:  # type: ignore[no-unt
     return lambda: sess.run(None, {"input": x})
 
 
-def int8_onnx(src: Path, workdir: Path, scale: int) -> Path:
-    """Statically quantised copy of ``src`` (QDQ, per-channel int8 weights, uint8 activations, Set5 calibration;
-    the first and last layers kept fp32)."""
-    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    from bsrn_edge.datasets import bundled_arrays
-    from bsrn_edge.pixels import to_nchw
-
-    class Set5(CalibrationDataReader):
-        def __init__(self) -> None:
-            feeds = [{"input": to_nchw(lr)} for _, lr, _ in bundled_arrays(scale)]
-            self._it = iter(feeds)
-
-        def get_next(self):  # type: ignore[no-untyped-def]
-            return next(self._it, None)
-
-    import onnx
-
-    pre, out = workdir / "pre.onnx", workdir / f"{src.stem}-int8.onnx"
-    quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
-    convs = [n.name for n in onnx.load(str(pre)).graph.node if n.op_type == "Conv"]
-    # the usual practice: the first block (fea_conv pw+dw) and the output conv stay fp32; quantising
-    # them too cost 10 dB on Set5 (22.2 dB) instead of 1.4
-    quantize_static(str(pre), str(out), Set5(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                    calibrate_method=CalibrationMethod.MinMax, op_types_to_quantize=["Conv"],
-                    nodes_to_exclude=convs[:2] + convs[-1:])
-    return out
-
-
-def _openvino(path: Path, threads: int):  # type: ignore[no-untyped-def]
-    """OpenVINO's CPU plugin on the same ONNX, reshaped to the frame (None when openvino is absent)."""
-    from bsrn_edge._lazy import available
-
-    if not available("openvino"):
-        return None
-    import openvino as ov
-
-    core = ov.Core()
-    model = core.read_model(str(path))
-    model.reshape({"input": [1, 3, 180, 320]})
-    compiled = core.compile_model(model, "CPU", {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads,
-                                                 "INFERENCE_PRECISION_HINT": "f32"})
-    req = compiled.create_infer_request()
-    return lambda x: req.infer({0: x})
-
-
 def timed_blocks(fns: list[Callable[[], object]], runs: int, passes: int = 4, warmup: int = 1) -> list[float]:
     """Median milliseconds of each callable, each timed back to back in its own block (as a user runs it).
 
@@ -122,8 +79,7 @@ def timed_blocks(fns: list[Callable[[], object]], runs: int, passes: int = 4, wa
     return [statistics.median(t) for t in times]
 
 
-def _lever_table(name: str, scale: int, macs: int, labels: list[str], times: list[float],
-                 openvino_missing: bool) -> list[str]:
+def _lever_table(name: str, scale: int, macs: int, labels: list[str], times: list[float]) -> list[str]:
     """The Markdown table of one model: each lever's median, speed-up over the first row, and throughput."""
     base, gflop = times[0], 2 * macs / 1e9
     lines = [f"### {name} ×{scale}, 320×180 → {320 * scale}×{180 * scale} "
@@ -131,8 +87,6 @@ def _lever_table(name: str, scale: int, macs: int, labels: list[str], times: lis
              "| path | median [ms] | speed-up vs baseline | GFLOP/s |", "| --- | ---: | ---: | ---: |"]
     for label, t in zip(labels, times):
         lines.append(f"| {label} | {t:.0f} | {base / t:.2f}× | {gflop / (t / 1000):.1f} |")
-    if openvino_missing:
-        lines.append("| OpenVINO CPU plugin | not installed (`pip install openvino` adds this row) | | |")
     return lines
 
 
@@ -148,7 +102,7 @@ def _graph_variants(loaded) -> dict[str, bytes]:  # type: ignore[no-untyped-def]
     }
 
 
-def _levers(loaded, default_onnx: Path, int8: Path, frame: np.ndarray, x: np.ndarray,  # type: ignore[no-untyped-def]
+def _levers(loaded, default_onnx: Path, frame: np.ndarray, x: np.ndarray,  # type: ignore[no-untyped-def]
             cores: int) -> tuple[list[tuple[str, Callable[[], object]]], Any]:
     """(label, call) per row of the table, the first being the baseline, and the default path's Upscaler."""
     import torch
@@ -166,7 +120,7 @@ def _levers(loaded, default_onnx: Path, int8: Path, frame: np.ndarray, x: np.nda
                 return model(xt)
         return run
 
-    up = Upscaler(default_onnx)
+    up = Upscaler(default_onnx, "onnxruntime")
     out = np.empty((180 * loaded.scale, 320 * loaded.scale, 3), np.uint8)
     rows: list[tuple[str, Callable[[], object]]] = [
         ("PyTorch fp32 eager, authors' structure (baseline)", eager(loaded.model)),
@@ -185,15 +139,13 @@ def _levers(loaded, default_onnx: Path, int8: Path, frame: np.ndarray, x: np.nda
         (f"**default path: Upscaler(.onnx)** ({up.backend_name}, {cores} threads)", lambda: up.upscale(frame)),
         ("Upscaler.upscale_into (preallocated frame buffers)", lambda: up.upscale_into(frame, out)),
         ("Upscaler, tiles of 99 px batched by 4 (cache locality)",
-         lambda t=Upscaler(default_onnx, tile=99, overlap=24, batch=4): t.upscale(frame)),
-        ("INT8 (ORT static QDQ, per-channel), shape-specialised — not shipped", _runner(_ort(int8, fixed=True), x)),
+         lambda t=Upscaler(default_onnx, "onnxruntime", tile=99, overlap=24, batch=4): t.upscale(frame)),
     ]
     return rows, up
 
 
 def measure(name: str, runs: int, cache: Path | None, sgemm: float) -> list[str]:
     """The table and findings of one model (see the module docstring)."""
-    import tempfile
 
     import torch
 
@@ -203,7 +155,6 @@ def measure(name: str, runs: int, cache: Path | None, sgemm: float) -> list[str]
     from bsrn_edge.evaluate import evaluate, torch_upscale_fn
     from bsrn_edge.hostinfo import physical_cores
     from bsrn_edge.pixels import to_nchw
-    from bsrn_edge.runtime.backends.onnxruntime import OnnxRuntimeBackend
 
     loaded = load_model(name)
     frame = real_frame(320, 180)
@@ -212,28 +163,22 @@ def measure(name: str, runs: int, cache: Path | None, sgemm: float) -> list[str]
     cores = physical_cores()
     torch.set_num_threads(cores)
     default_onnx = exported_onnx(name, cache)
-    work = Path(tempfile.mkdtemp(prefix="bsrn-cpu-speed-"))
-    int8 = int8_onnx(default_onnx, work, loaded.scale)
-    rows, up = _levers(loaded, default_onnx, int8, frame, x, cores)
-    ov = _openvino(default_onnx, cores)
-    if ov is not None:
-        rows.append(("OpenVINO CPU plugin, same ONNX at the frame's shape — not shipped", lambda: ov(x)))
+    rows, up = _levers(loaded, default_onnx, frame, x, cores)
     times = timed_blocks([fn for _, fn in rows], runs)
 
     set5 = bundled_set5()
     psnr_torch = evaluate(torch_upscale_fn(loaded.model), set5, loaded.scale, ssim=False).psnr_y
     psnr_default = evaluate(lambda a: up.backend.infer(a), set5, loaded.scale, ssim=False).psnr_y
-    psnr_int8 = evaluate(OnnxRuntimeBackend(int8).infer, set5, loaded.scale, ssim=False).psnr_y
     by_op, by_conv = kernel_times(default_onnx, 3)
 
-    lines = _lever_table(name, loaded.scale, macs, [label for label, _ in rows], times, ov is None)
+    lines = _lever_table(name, loaded.scale, macs, [label for label, _ in rows], times)
     base, t_default, gflop = times[0], times[10], 2 * macs / 1e9
     target = TARGETS.get(name)
     conv_ms = by_op.get("Conv", 0.0)
     lines += [
         "",
         f"- Set5 ×{loaded.scale} PSNR-Y: PyTorch {psnr_torch:.3f} dB, default path {psnr_default:.3f} dB "
-        f"(difference {psnr_default - psnr_torch:+.3f} dB); INT8 {psnr_int8:.3f} dB ({psnr_int8 - psnr_torch:+.3f} dB).",
+        f"(difference {psnr_default - psnr_torch:+.3f} dB).",
         f"- Default path throughput {gflop / (t_default / 1000):.0f} GFLOP/s = "
         f"{100 * gflop / (t_default / 1000) / sgemm:.0f}% of this run's sgemm ({sgemm:.0f} GFLOP/s).",
         f"- ORT profile of the default session (3 runs): {sum(by_op.values()):.0f} ms of kernels, of which Conv "
@@ -251,22 +196,129 @@ def measure(name: str, runs: int, cache: Path | None, sgemm: float) -> list[str]
     return lines
 
 
+def _engine_files(name: str, cache: Path | None, int8: bool) -> tuple[Path, Path | None, str]:
+    """The bench cache's FP32 ONNX of ``name`` (exported again when it predates the BF16 record that ``auto`` reads),
+    its INT8 sibling when asked (exported once; None when its validation refused it) and why not."""
+    from bsrn_edge import load_model
+    from bsrn_edge._lazy import available
+    from bsrn_edge.bench import cached_export, default_cache_dir
+    from bsrn_edge.errors import ValidationError
+    from bsrn_edge.meta import BF16_LOSS
+    from bsrn_edge.runtime.model_info import read_onnx_props
+
+    loaded, cache = load_model(name), cache or default_cache_dir()
+    onnx = cached_export(loaded, cache, fp16=False)["onnx"]
+    if available("openvino") and BF16_LOSS not in read_onnx_props(onnx):
+        from bsrn_edge.runtime.backends.openvino import native_bf16
+
+        if native_bf16():
+            onnx.unlink()
+            onnx = cached_export(loaded, cache, fp16=False)["onnx"]
+    if not int8:
+        return onnx, None, "not asked for (--int8)"
+    try:
+        return onnx, cached_export(loaded, cache, fp16=False, int8=True)["int8_onnx"], ""
+    except ValidationError as exc:
+        return onnx, None, str(exc).splitlines()[0]
+
+
+def _engine_upscalers(onnx: Path, int8: Path | None) -> list[tuple[str, Any]]:
+    """(label, Upscaler) per CPU engine installed here, ONNX Runtime FP32 first and the auto default path last."""
+    from bsrn_edge._lazy import available
+    from bsrn_edge.runtime import Upscaler
+
+    ups = [("ONNX Runtime FP32 (the default before `auto`)", Upscaler(onnx, "onnxruntime"))]
+    if available("openvino"):
+        from bsrn_edge.runtime.backends.openvino import native_bf16
+
+        ups.append(("OpenVINO FP32", Upscaler(onnx, "openvino", precision="fp32")))
+        if native_bf16():
+            ups.append(("OpenVINO BF16", Upscaler(onnx, "openvino", precision="bf16")))
+        if int8 is not None:
+            ups.append(("OpenVINO INT8 (`bsrn-export --int8`)", Upscaler(onnx, "openvino", precision="int8")))
+    auto = Upscaler(onnx)
+    ups.append((f"**auto: `Upscaler(.onnx)`** → {auto.backend_name}", auto))
+    return ups
+
+
+def _interleaved(calls: list[Callable[[], object]], runs: int, warmup: int = 2) -> list[float]:
+    """Median milliseconds of each call, the calls taking turns one call at a time (``warmup`` rounds untimed)."""
+    times: list[list[float]] = [[] for _ in calls]
+    for r in range(warmup + runs):
+        for i, call in enumerate(calls):
+            t0 = time.perf_counter()
+            call()
+            if r >= warmup:
+                times[i].append((time.perf_counter() - t0) * 1e3)
+    return [statistics.median(t) for t in times]
+
+
+def engines(name: str, runs: int, cache: Path | None, int8: bool, b100: int) -> list[str]:
+    """The engine table of one model (see the module docstring); ``b100`` B100 images join Set5 for PSNR-Y."""
+    import torch
+
+    from bsrn_edge import load_model
+    from bsrn_edge.datasets import bundled_set5, find_pairs, shared_data_dir
+    from bsrn_edge.evaluate import evaluate
+    from bsrn_edge.hostinfo import physical_cores
+    from bsrn_edge.pixels import to_nchw
+
+    loaded = load_model(name)
+    torch.set_num_threads(physical_cores())
+    onnx, int8_path, int8_note = _engine_files(name, cache, int8)
+    ups = _engine_upscalers(onnx, int8_path)
+    frame = real_frame(320, 180)
+    xt = torch.from_numpy(to_nchw(frame))
+
+    def eager() -> object:
+        with torch.inference_mode():
+            return loaded.model(xt)
+
+    outs = [np.empty((180 * loaded.scale, 320 * loaded.scale, 3), np.uint8) for _ in ups]
+    calls = [eager] + [lambda u=u, o=o: u.upscale_into(frame, o) for (_, u), o in zip(ups, outs)]
+    times = _interleaved(calls, runs)
+    shared = shared_data_dir()
+    sets = {"Set5": find_pairs(bundled_set5(), loaded.scale)}
+    if b100 and shared is not None and (shared / "B100").is_dir():
+        sets["B100"] = find_pairs(shared / "B100", loaded.scale)[:b100]
+    psnr = [{k: evaluate(u.backend.infer, v, loaded.scale, ssim=False).psnr_y for k, v in sets.items()} for _, u in ups]
+    base, torch_ms = times[1], times[0]
+    lines = [f"### {name} ×{loaded.scale}: CPU engines, `upscale_into` 320×180 → {320 * loaded.scale}×{180 * loaded.scale}", "",
+             "| engine | median [ms] | × ONNX Runtime FP32 | × PyTorch eager | " + " | ".join(f"PSNR-Y {k} (Δ)" for k in sets)
+             + " |", "| --- | ---: | ---: | ---: |" + " ---: |" * len(sets),
+             f"| PyTorch fp32 eager, authors' structure | {torch_ms:.0f} | {base / torch_ms:.2f}× | 1.00× |" + " |" * len(sets)]
+    for (label, _), t, p in zip(ups, times[1:], psnr):
+        lines.append(f"| {label} | {t:.0f} | {base / t:.2f}× | {torch_ms / t:.2f}× | "
+                     + " | ".join(f"{p[k]:.3f} ({p[k] - psnr[0][k]:+.3f})" for k in sets) + " |")
+    why = getattr(ups[-1][1].backend, "choice", "")
+    lines += ["", f"- auto: {why or ups[-1][1].backend_name}.", f"- INT8: {int8_note or 'row above'}."]
+    return lines + [""]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="bsrn-s-x4,bsrn-x4")
-    ap.add_argument("--runs", type=int, default=8, help="timed calls per row, split over 4 passes (default: 8)")
+    ap.add_argument("--runs", type=int, default=8, help="timed calls per row (levers: split over 4 passes; default: 8)")
     ap.add_argument("--cache", type=Path, help="export cache (default: bsrn-bench's)")
+    ap.add_argument("--engines", action="store_true", help="the CPU engine table (issue 23) instead of the levers")
+    ap.add_argument("--int8", action="store_true", help="with --engines: the INT8 row (bsrn-export --int8 once, minutes)")
+    ap.add_argument("--quick", action="store_true", help="with --engines: bsrn-s-x4, 4 runs, Set5 only (a busy machine)")
     args = ap.parse_args(argv)
-    print("\n".join(report(args.models.split(","), args.runs, args.cache)))
+    if args.quick:
+        args.models, args.runs = "bsrn-s-x4", 4
+    print("\n".join(report(args.models.split(","), args.runs, args.cache, args.engines, args.int8, 0 if args.quick else 20)))
     return 0
 
 
-def report(models: list[str], runs: int, cache: Path | None) -> list[str]:
+def report(models: list[str], runs: int, cache: Path | None, engine_table: bool = False, int8: bool = False,
+           b100: int = 20) -> list[str]:
     t0 = time.perf_counter()
-    sgemm = sgemm_gflops()
-    lines = [f"- {machine_line()}", f"- numpy sgemm (1024³, median of 9, same run): {sgemm:.0f} GFLOP/s", ""]
+    lines = [f"- {machine_line()}"]
+    if not engine_table:
+        sgemm = sgemm_gflops()
+        lines += [f"- numpy sgemm (1024³, median of 9, same run): {sgemm:.0f} GFLOP/s", ""]
     for name in models:
-        lines += measure(name, runs, cache, sgemm)
+        lines += engines(name, runs, cache, int8, b100) if engine_table else measure(name, runs, cache, sgemm)
     lines.append(f"_{time.perf_counter() - t0:.0f} s for this section._")
     return lines
 

@@ -87,6 +87,9 @@ def splice(page: str, section: str, start: str = START, end: str = END) -> str:
 SCRIPTS = [
     ("cpu-speed", "CPU speed levers for the default path (issue 6)", ["cpu_speed.py"],
      "each lever's gain over PyTorch fp32 eager of the authors' structure, medians of one run, 320×180 → 1280×720"),
+    ("cpu-engines", "CPU engines: ONNX Runtime, OpenVINO FP32/BF16/INT8 and auto (issue 23)",
+     ["cpu_speed.py", "--engines", "--int8", "--models", "bsrn-s-x4,bsrn-x4", "--runs", "20"],
+     "Upscaler.upscale_into per engine, interleaved call by call, medians of 20, PSNR-Y on Set5 and 20 B100 images"),
     ("ort-profile", "ONNX Runtime profile of the default path", ["ort_profile.py"],
      "kernel time per op type and per convolution kind, BSRN-S at 320×180"),
     ("frame-latency", "Camera frames: per-frame latency", ["frame_latency.py"],

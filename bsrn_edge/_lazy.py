@@ -14,6 +14,8 @@ _HINTS: dict[str, tuple[str, str]] = {
     "onnxsim": ("export", "simplifying ONNX graphs"),
     "onnxruntime": ("cpu", "the ONNX Runtime backend (use the 'gpu' extra for onnxruntime-gpu)"),
     "tensorrt": ("tensorrt", "building and running TensorRT engines"),
+    "openvino": ("openvino", "the OpenVINO backend (CPU with BF16/INT8, Intel GPU and NPU)"),
+    "nncf": ("int8", "INT8 quantisation at export (bsrn-export --int8)"),
     "pycuda": ("tensorrt", "CUDA buffers for the TensorRT backend"),
     "safetensors": ("export", "reading .safetensors checkpoints"),
     "PIL": ("cpu", "reading and writing image files (Pillow)"),

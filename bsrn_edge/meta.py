@@ -13,12 +13,17 @@ from .errors import InputError
 if TYPE_CHECKING:  # pragma: no cover
     from .sizes import SizeRequirements
 
-__all__ = ["ModelMeta", "META_PREFIX", "NONFINITE_OUTPUT"]
+__all__ = ["ModelMeta", "META_PREFIX", "NONFINITE_OUTPUT", "BF16_LOSS", "BF16_MAX_LOSS_DB"]
 
 META_PREFIX = "bsrn_edge."
 #: The second output of a uint8-I/O graph: float32 1×1×1×1, 1.0 when any value of the network's float
 #: output was NaN or infinite (the uint8 image is then garbage), else 0.0.
 NONFINITE_OUTPUT = "nonfinite"
+#: FP32 graphs' metadata key for the PSNR-Y that OpenVINO BF16 lost against OpenVINO FP32 at export (dB, the worse of
+#: Set5 and B100); absent where the exporting CPU had no native BF16. ``backend="auto"`` considers BF16 only
+#: when it is at most :data:`BF16_MAX_LOSS_DB`.
+BF16_LOSS = META_PREFIX + "bf16_loss_db"
+BF16_MAX_LOSS_DB = 0.03
 
 
 @dataclass(frozen=True)

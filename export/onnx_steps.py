@@ -15,7 +15,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from bsrn_edge.checkpoint import LoadedModel
 
-__all__ = ["DEFAULT_OPSET", "onnx_from_model", "simplify_onnx", "set_metadata", "op_counts", "linear_leftovers"]
+__all__ = ["DEFAULT_OPSET", "onnx_from_model", "simplify_onnx", "set_metadata", "set_prop", "op_counts", "linear_leftovers"]
 
 DEFAULT_OPSET = 17
 INPUT_NAME = "input"
@@ -88,6 +88,17 @@ def set_metadata(model: "onnx.ModelProto", meta: ModelMeta) -> "onnx.ModelProto"
         entry.key, entry.value = k, v
     model.producer_name = "bsrn-edge"
     model.producer_version = meta.exporter_version
+    return model
+
+
+def set_prop(model: "onnx.ModelProto", key: str, value: str) -> "onnx.ModelProto":
+    """Set one ``metadata_props`` entry (replacing an earlier one of that key)."""
+    for p in model.metadata_props:
+        if p.key == key:
+            p.value = value
+            return model
+    entry = model.metadata_props.add()
+    entry.key, entry.value = key, value
     return model
 
 

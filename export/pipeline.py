@@ -1,4 +1,5 @@
-"""The export pipeline: checkpoint → ONNX → simplified → validated → FP16 (audited) → uint8 pixel I/O → engine.
+"""The export pipeline: checkpoint → ONNX → simplified → validated → FP16 (audited) → BF16 measured → uint8 pixel I/O
+→ INT8 (searched and validated) → engine.
 
 Each step is a named function elsewhere in this package; this module only sequences them, keeps
 artifacts in memory until every validation passed, then writes them atomically.
@@ -17,10 +18,10 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from bsrn_edge import __version__
 from bsrn_edge._lazy import available, require
-from bsrn_edge.artifacts import artifact_name, sibling
+from bsrn_edge.artifacts import artifact_name, parse_artifact, sibling
 from bsrn_edge.errors import InputError, ValidationError
 from bsrn_edge.imageio import IMAGE_EXTENSIONS, write_atomic
-from bsrn_edge.meta import META_PREFIX, ModelMeta
+from bsrn_edge.meta import BF16_LOSS, META_PREFIX, ModelMeta
 
 from .engine_cache import EngineProfile
 
@@ -31,8 +32,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from .validate import Reference, ValidationRow
 
-__all__ = ["ExportOptions", "ExportResult", "export_checkpoint", "artifact_paths", "check_outputs", "build_engine_step",
-           "engine_path_for", "default_profile"]
+__all__ = ["ExportOptions", "ExportResult", "export_checkpoint", "int8_from_onnx", "artifact_paths", "check_outputs",
+           "build_engine_step", "engine_path_for", "default_profile"]
 
 Report = Callable[[str], None]
 
@@ -47,6 +48,8 @@ class ExportOptions:
     engine: str = "auto"  # auto: build when TensorRT and a GPU exist; require: fail otherwise; skip
     force: bool = False
     opset: int = 17
+    int8: bool = False  # also write <stem>.int8.onnx (NNCF QDQ, sensitive layers in float), within max_loss_db of FP32
+    max_loss_db: float = 0.1
 
 
 @dataclass
@@ -61,9 +64,12 @@ class ExportResult:
     tensorrt_check: dict[str, list[str]] = field(default_factory=dict)  # artifact → nodes TensorRT would refuse
 
 
-def artifact_paths(out_dir: Path, stem: str, fp16: bool, uint8_io: bool = False) -> dict[str, Path]:
-    """Output paths by key (``onnx``, ``fp16_onnx``, ``u8_onnx``, ``fp16_u8_onnx``, ``manifest``), named by bsrn_edge.artifacts."""
+def artifact_paths(out_dir: Path, stem: str, fp16: bool, uint8_io: bool = False, int8: bool = False) -> dict[str, Path]:
+    """Output paths by key (``onnx``, ``fp16_onnx``, ``u8_onnx``, ``fp16_u8_onnx``, ``int8_onnx``, ``manifest``), named
+    by bsrn_edge.artifacts."""
     paths = {"onnx": out_dir / artifact_name(stem), "manifest": out_dir / f"{stem}.manifest.json"}
+    if int8:
+        paths["int8_onnx"] = out_dir / artifact_name(stem, precision="int8")
     if fp16:
         paths["fp16_onnx"] = out_dir / artifact_name(stem, precision="fp16")
     if uint8_io:
@@ -121,6 +127,7 @@ class _Run:
     models: dict[str, "onnx.ModelProto"] = field(default_factory=dict)  # artifact key → graph, written once all pass
     audit: dict[str, Any] | None = None
     leftovers: int = 0  # Linear Transpose/MatMul pairs onnxsim left
+    records: dict[str, Any] = field(default_factory=dict)  # the manifest's "bf16" and "int8" records
 
     def add(self, key: str, model: "onnx.ModelProto", row: "ValidationRow") -> None:
         self.models[key] = model
@@ -193,7 +200,8 @@ def _uint8_step(run: _Run) -> None:
 
 
 def _tensorrt_check_step(run: _Run) -> None:
-    """Every graph against onnx-tensorrt's support table (``trt_support``): which node would fail, before any build."""
+    """Every graph against onnx-tensorrt's support table (``trt_support``): which node would fail, before any build.
+    The INT8 graph (an OpenVINO and NPU target) comes after: its Q/DQ nodes are not among the table's rows."""
     from .trt_support import TENSORRT_VERSION, check_graph
 
     for key, model in run.models.items():
@@ -202,6 +210,62 @@ def _tensorrt_check_step(run: _Run) -> None:
         run.result.tensorrt_check[name] = problems
         verdict = "ok" if not problems else f"{len(problems)} node(s) TensorRT would refuse: " + "; ".join(problems[:3])
         run.report(f"tensorrt check (TensorRT {TENSORRT_VERSION} support table): {name}: {verdict}")
+
+
+def _bf16_step(run: _Run) -> None:
+    """Measure OpenVINO BF16 against its FP32 (when OpenVINO and native BF16 are here) and record the loss in the FP32
+    graph's metadata, which the uint8-I/O graphs inherit (see :mod:`.bf16`)."""
+    from .bf16 import bf16_check
+    from .onnx_steps import set_prop
+    from .validate import validation_sets
+
+    assert run.ref is not None
+    rec = run.records["bf16"] = bf16_check(run.models["onnx"].SerializeToString(), validation_sets(run.ref), run.ref.scale)
+    if rec["measured"]:
+        set_prop(run.models["onnx"], BF16_LOSS, f"{rec['loss_db']:.4f}")
+        run.report(f"bf16: OpenVINO BF16 against its FP32 loses {rec['loss_db']:.3f} dB PSNR-Y ("
+                   + ", ".join(f"{k} {v['loss_db']:+.3f}" for k, v in rec["sets"].items())
+                   + f"); backend='auto' {'may use' if rec['within_budget'] else 'will not use'} BF16")
+    elif "not installed" not in rec["reason"]:
+        run.report(f"bf16: not measured: {rec['reason']}")
+
+
+def _int8_images(scale: int, calib_files: list[Path]) -> tuple[list, dict[str, list]]:
+    """INT8 calibration images (``--calib``'s, else Set5 and B100 LR) and the (LR, HR) pairs the layer search judges
+    on (Set5, and B100 images apart from the validation ones where ../shared/data has them)."""
+    from bsrn_edge.datasets import bundled_arrays
+    from bsrn_edge.imageio import read_rgb
+
+    from .validate import PRECISION_B100_IMAGES, shared_pairs
+
+    set5 = [(lr, hr) for _, lr, hr in bundled_arrays(scale)]
+    b100 = shared_pairs(scale, PRECISION_B100_IMAGES, 10**6)
+    calib = [read_rgb(f) for f in calib_files] if calib_files else [lr for lr, _ in set5 + b100]
+    from .int8 import SEARCH_B100
+
+    return calib, {"Set5": set5, **({"B100": b100[:SEARCH_B100]} if b100 else {})}
+
+
+def _int8_work(fp32: "onnx.ModelProto", meta: ModelMeta, ref: "Reference", calib_files: list[Path], budget: float,
+               name: str, report: Report) -> tuple["onnx.ModelProto", dict[str, Any]]:
+    """The INT8 graph of ``fp32`` with its metadata, and its record; :class:`ValidationError` over ``budget``."""
+    from .int8 import quantize_int8
+    from .onnx_steps import set_metadata, set_prop
+    from .validate import validation_sets
+
+    calib, search = _int8_images(meta.scale, calib_files)
+    res = quantize_int8(fp32, calib, search, validation_sets(ref), meta.scale, budget, report)
+    if not res.passed or res.model is None:
+        err = ValidationError(f"nothing written: {name}: {res.reason}")
+        err.record = res.record  # type: ignore[attr-defined]
+        raise err
+    set_metadata(res.model, replace(meta, precision="int8"))
+    set_prop(res.model, META_PREFIX + "int8_loss_db", f"{res.record['loss_db']:.4f}")
+    set_prop(res.model, META_PREFIX + "int8_budget_db", f"{budget:g}")
+    report("int8: OpenVINO INT8 against its FP32: " + ", ".join(f"{k} {v['loss_db']:+.3f} dB" for k, v in
+                                                                  res.record["validation"].items())
+           + f" (budget {budget:g}); {len(res.record['kept_in_float'])} layers kept in float")
+    return res.model, res.record
 
 
 def _manifest(run: _Run, loaded: "LoadedModel", meta: ModelMeta, seconds: float) -> dict[str, Any]:
@@ -217,6 +281,7 @@ def _manifest(run: _Run, loaded: "LoadedModel", meta: ModelMeta, seconds: float)
         "validation": [r.to_dict() for r in run.result.validation],
         "fp16_audit": run.audit,
         "tensorrt_check": run.result.tensorrt_check,
+        **run.records,
         "artifacts": {key: run.paths[key].name for key in run.models},
         "profile": run.profile.__dict__,
         "seconds": round(seconds, 2),
@@ -252,7 +317,7 @@ def export_checkpoint(ckpt: str, out_dir: Path, opts: ExportOptions, report: Rep
 
     out_dir = Path(out_dir)
     stem = _stem_for(ckpt)
-    paths = artifact_paths(out_dir, stem, opts.fp16, opts.uint8_io)
+    paths = artifact_paths(out_dir, stem, opts.fp16, opts.uint8_io, opts.int8)
     check_outputs(list(paths.values()), out_dir, opts.force)
     calib_files = _calibration_files(opts.calib)
 
@@ -265,9 +330,14 @@ def export_checkpoint(ckpt: str, out_dir: Path, opts: ExportOptions, report: Rep
     meta = _fp32_step(run, loaded, calib_files)
     if opts.fp16:
         _fp16_step(run, meta)
+    _bf16_step(run)
     if opts.uint8_io:
         _uint8_step(run)
     _tensorrt_check_step(run)
+    if opts.int8:
+        assert run.ref is not None
+        run.models["int8_onnx"], run.records["int8"] = _int8_work(run.models["onnx"], meta, run.ref, calib_files,
+                                                                   opts.max_loss_db, paths["int8_onnx"].name, report)
     run.result.manifest = _manifest(run, loaded, meta, time.perf_counter() - t0)
     _write_all(run)
     source = engine_source(paths, opts.fp16, opts.uint8_io)
@@ -275,6 +345,34 @@ def export_checkpoint(ckpt: str, out_dir: Path, opts: ExportOptions, report: Rep
     if run.result.engine_note.startswith(("built", "reused")):
         run.result.files["engine"] = engine_path_for(source)
     return run.result
+
+
+def int8_from_onnx(path: Path, opts: ExportOptions, report: Report = print) -> ExportResult:
+    """``bsrn-export --onnx FILE --int8``: the INT8 graph of an exported FP32 ONNX, written beside it as
+    ``<stem>.int8.onnx`` with ``<stem>.int8.manifest.json``; nothing is written over the budget. No PyTorch needed."""
+    onnx = require("onnx")
+    from bsrn_edge.datasets import bundled_arrays
+    from bsrn_edge.pixels import to_nchw
+    from bsrn_edge.runtime.model_info import read_onnx_props
+
+    from .validate import Reference
+
+    meta = ModelMeta.from_props(read_onnx_props(path), str(path))
+    if meta.precision != "fp32" or meta.pixels != "float":
+        raise InputError(f"--onnx {path}: INT8 starts from the FP32 float-I/O graph (<stem>.onnx), not a {meta.precision} "
+                         f"{meta.pixels}-I/O one")
+    out = sibling(path, precision="int8")
+    manifest = out.with_name(f"{parse_artifact(path).stem}.int8.manifest.json")
+    check_outputs([out, manifest], path.parent, opts.force)
+    pairs = [(lr, hr) for _, lr, hr in bundled_arrays(meta.scale)]
+    ref = Reference([to_nchw(lr) for lr, _ in pairs], [], [hr for _, hr in pairs], meta.scale)
+    model, record = _int8_work(onnx.load(str(path)), meta, ref, _calibration_files(opts.calib), opts.max_loss_db,
+                               out.name, report)
+    write_atomic(out, model.SerializeToString())
+    write_atomic(manifest, json.dumps({"bsrn_edge_version": __version__, "source": str(path), "int8": record},
+                                      indent=2).encode())
+    return ExportResult(stem=parse_artifact(path).stem, files={"int8_onnx": out, "manifest": manifest},
+                        manifest={"int8": record})
 
 
 def default_profile(min_size: int, tile: int) -> EngineProfile:

@@ -17,7 +17,8 @@ from bsrn_edge.metrics import psnr_y
 from bsrn_edge.pixels import from_nchw, to_nchw
 
 __all__ = ["ValidationRow", "ort_session", "onnx_outputs", "validate_onnx", "validate_uint8", "uint8_images",
-           "reference_outputs", "FP32_MAX_DIFF", "FP32_PSNR_TOL", "FP16_PSNR_TOL", "U8_MAX_LEVELS", "U8_MAX_FRACTION"]
+           "reference_outputs", "shared_pairs", "validation_sets", "openvino_psnr", "FP32_MAX_DIFF", "FP32_PSNR_TOL",
+           "FP16_PSNR_TOL", "U8_MAX_LEVELS", "U8_MAX_FRACTION", "PRECISION_B100_IMAGES"]
 
 FP32_MAX_DIFF = 1e-4
 FP32_PSNR_TOL = 0.01
@@ -25,6 +26,7 @@ FP16_PSNR_TOL = 0.02
 U8_MAX_LEVELS = 1  # uint8-I/O graph vs its float sibling + host conversion: at most 1 grey level ...
 U8_MAX_FRACTION = 0.001  # ... on at most 0.1% of the pixels
 U8_SHARED_IMAGES = 4  # B100 LR images from ../shared/data added to Set5 for the uint8 check, where present
+PRECISION_B100_IMAGES = 20  # the first B100 images judge BF16 and INT8 beside Set5, where ../shared/data has them
 
 
 @dataclass
@@ -117,6 +119,19 @@ def validate_onnx(model_bytes: bytes, ref: Reference, *, artifact: str, precisio
     return ValidationRow(artifact, precision, diff, p_torch, p_onnx, not reasons, "; ".join(reasons))
 
 
+def shared_pairs(scale: int, start: int, stop: int, dataset: str = "B100") -> list[tuple[np.ndarray, np.ndarray]]:
+    """(LR, HR) uint8 images ``start`` to ``stop - 1`` of ``../shared/data/<dataset>`` at ``scale``, sorted by name;
+    none where that folder (or that scale) is absent."""
+    root = shared_data_dir()
+    if root is None or not (root / dataset).is_dir() or stop <= start:
+        return []
+    try:
+        pairs = find_pairs(root / dataset, scale)[start:stop]
+    except InputError:  # no pairs at this scale
+        return []
+    return [(read_rgb(p.lr), read_rgb(p.hr)) for p in pairs]
+
+
 def uint8_images(ref: Reference, shared_count: int = U8_SHARED_IMAGES) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
     """H×W×3 uint8 images for the uint8-I/O check, with their HR targets (None where absent).
 
@@ -124,15 +139,36 @@ def uint8_images(ref: Reference, shared_count: int = U8_SHARED_IMAGES) -> tuple[
     images of ``../shared/data`` at the reference's scale, where that folder exists.
     """
     images, hr = [from_nchw(x) for x in ref.inputs], list(ref.hr)
-    root = shared_data_dir()
-    if root is not None and (root / "B100").is_dir() and shared_count > 0:
+    pairs = shared_pairs(ref.scale, 0, shared_count)
+    return images + [lr for lr, _ in pairs], hr + [h for _, h in pairs]
+
+
+def validation_sets(ref: Reference, b100: int = PRECISION_B100_IMAGES) -> dict[str, tuple[list[np.ndarray], list]]:
+    """The images lossy CPU precisions (BF16, INT8) are judged on: Set5 and the first ``b100`` B100 images, as
+    {name: (NCHW float inputs, HR uint8 targets)}; B100 only where ``../shared/data`` has it at this scale."""
+    set5 = [(x, h) for x, h in zip(ref.inputs, ref.hr) if h is not None]
+    sets = {"Set5": ([x for x, _ in set5], [h for _, h in set5])}
+    pairs = shared_pairs(ref.scale, 0, b100)
+    if pairs:
+        sets["B100"] = ([to_nchw(lr) for lr, _ in pairs], [h for _, h in pairs])
+    return sets
+
+
+def openvino_psnr(model_bytes: bytes, sets: dict[str, tuple[list[np.ndarray], list]], scale: int,
+                  precision: str = "fp32") -> dict[str, float]:
+    """Mean PSNR-Y against HR per set of ``model_bytes`` (a float-I/O ONNX) on OpenVINO's CPU plugin at ``precision``."""
+    import tempfile
+
+    from bsrn_edge.runtime.backends.openvino import OpenVINOBackend
+
+    with tempfile.TemporaryDirectory(prefix="bsrn-ov-") as tmp:
+        path = Path(tmp) / "model.onnx"
+        path.write_bytes(model_bytes)
+        backend = OpenVINOBackend(path, precision=precision, shape_sessions=0)
         try:
-            pairs = find_pairs(root / "B100", ref.scale)[:shared_count]
-        except InputError:  # no B100 at this scale
-            pairs = []
-        images += [read_rgb(p.lr) for p in pairs]
-        hr += [read_rgb(p.hr) for p in pairs]
-    return images, hr
+            return {name: _mean_psnr([backend.infer(x) for x in xs], hr, scale) for name, (xs, hr) in sets.items()}
+        finally:
+            backend.close()
 
 
 def validate_uint8(u8_bytes: bytes, float_bytes: bytes, images: Sequence[np.ndarray], hr: Sequence[np.ndarray | None],

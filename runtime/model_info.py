@@ -12,10 +12,14 @@ __all__ = ["read_onnx_props", "read_engine_props"]
 
 
 def read_onnx_props(path: str | Path) -> dict[str, str]:
-    """``metadata_props`` of an ONNX file, via onnx when installed, else ONNX Runtime."""
+    """``metadata_props`` of an ONNX file, via onnx when installed, else ONNX Runtime, else OpenVINO."""
     p = Path(path)
     if not p.is_file():
         raise InputError(f"{p}: no such ONNX file")
+    if not available("onnx") and not available("onnxruntime") and available("openvino"):
+        from .backends.openvino import onnx_props
+
+        return onnx_props(p)
     if available("onnx"):
         onnx = require("onnx")
         try:

@@ -17,6 +17,19 @@ SHARED_WEIGHTS = ROOT.parent / "shared" / "weights"
 
 needs_torch = pytest.mark.skipif(not available("torch"), reason="torch not installed (extra 'export')")
 needs_ort = pytest.mark.skipif(not available("onnxruntime"), reason="onnxruntime not installed (extra 'cpu')")
+needs_openvino = pytest.mark.skipif(not available("openvino"), reason="openvino not installed (extra 'openvino')")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _pinned_auto_and_private_cache(tmp_path_factory):
+    """Every test, and every process it starts, runs with a cache root of the session's own (never the user's) and
+    ``backend="auto"`` limited to ONNX Runtime (``BSRN_EDGE_ENGINES``): which engine a measurement picks depends on
+    the machine, and tests that check numerics against ONNX Runtime must not find OpenVINO BF16 under them.
+    tests/test_choose.py tests ``auto`` itself, with fake timings and with the real engines."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BSRN_EDGE_CACHE", str(tmp_path_factory.mktemp("cache")))
+        mp.setenv("BSRN_EDGE_ENGINES", "onnxruntime")
+        yield
 
 
 def run_upscale(*args: object) -> int:
@@ -24,6 +37,19 @@ def run_upscale(*args: object) -> int:
     from bsrn_edge.apps.upscale import main
 
     return main([str(a) for a in args])
+
+
+def threaded(fn, count: int = 4) -> list:  # type: ignore[no-untyped-def]
+    """``[fn(0), …, fn(count - 1)]``, each call in a thread of its own, all running at once."""
+    import threading
+
+    results: dict[int, object] = {}
+    threads = [threading.Thread(target=lambda k=k: results.__setitem__(k, fn(k))) for k in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return [results[k] for k in range(count)]
 
 
 def save_image(arr: np.ndarray, path: Path, **kw: object) -> Path:

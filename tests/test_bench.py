@@ -168,13 +168,46 @@ def test_tensorrt_absent_gives_a_note_not_a_crash():
     assert "bsrn-s-x4/tensorrt" in err and "TensorRT" in err
 
 
+@pytest.mark.skipif(not available("openvino"), reason="openvino not installed (extra 'openvino')")
+def test_openvino_rows_beside_onnx_runtime_with_the_cpu_flags_in_the_header(two_pairs, cache, json_run):
+    from bsrn_edge.runtime.backends.openvino import native_bf16
+
+    rc, out, err = run_cli(*TINY, "--backends", "openvino,openvino-bf16", "--data", str(two_pairs),
+                           "--cache-dir", str(cache), "--format", "json")
+    assert rc == 0, err
+    fp32, bf16 = json.loads(out)
+    ort_row = json_run[1][1]
+    assert (fp32["backend"], fp32["precision"], fp32["status"]) == ("openvino", "fp32", "ok")
+    assert fp32["psnr_y"] == pytest.approx(ort_row["psnr_y"], abs=1e-4)  # the same FP32 network, another engine
+    if native_bf16():
+        assert (bf16["precision"], bf16["status"]) == ("bf16", "ok")
+        assert 0 < abs(bf16["psnr_y"] - fp32["psnr_y"]) <= 0.1  # BF16 runs, a few hundredths of a dB off
+    else:
+        assert bf16["status"] == "skipped" and "native BF16" in bf16["note"]
+    assert f"({hostinfo.cpu_isa()})" in err and "openvino" in err.split("versions:")[1].splitlines()[0]
+
+
+def test_openvino_rows_say_why_they_cannot_run(monkeypatch):
+    import bsrn_edge._lazy as lazy
+    from bsrn_edge.bench.artifacts import ov_unavailable
+
+    assert "--device cpu" in ov_unavailable("openvino", "cuda")
+    monkeypatch.setattr(lazy, "available", lambda name: name != "openvino")
+    assert ov_unavailable("openvino-bf16", "cpu") == "openvino is not installed (pip install 'bsrn-edge[openvino]')"
+    monkeypatch.setattr(lazy, "available", lambda name: name != "nncf")
+    if available("openvino"):
+        assert "bsrn-edge[int8]" in ov_unavailable("openvino-int8", "cpu")
+        assert ov_unavailable("openvino", "cpu") is None
+
+
 @pytest.mark.parametrize(
     "argv, expected",
     [
         (["--size", "256by256"], "WIDTHxHEIGHT"),
         (["--size", "8x8"], "use --size 15x15 or more"),
         (["--models", "bsrn-s-x4,esrgan"], "valid names: bsrn-x2"),
-        (["--backends", "torch,openvino"], "valid backends: torch, onnxruntime, onnxruntime-fp16, tensorrt"),
+        (["--backends", "torch,ncnn"], "valid backends: torch, onnxruntime, onnxruntime-fp16, tensorrt, openvino, "
+                                        "openvino-bf16, openvino-int8"),
         (["--data", "/nonexistent/bench-data"], "not a directory"),
         (["--runs", "0"], "--runs must be at least 1"),
     ],
@@ -280,6 +313,18 @@ def test_physical_cores_counts_core_ids_not_hyperthreads(tmp_path, monkeypatch):
     assert hostinfo.physical_cores() == 3
     monkeypatch.setattr(hostinfo, "_CPUINFO", str(tmp_path / "absent"))
     assert hostinfo.physical_cores() >= 1 and hostinfo.cpu_model()
+
+
+def test_cpu_flags_and_the_isa_that_decides_the_kernels(tmp_path, monkeypatch):
+    fake = tmp_path / "cpuinfo"  # an x86 line as Linux writes it (abridged), then an ARM one
+    fake.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 fma avx512f avx512_bf16 amx_bf16 amx_tile hypervisor\n\n")
+    monkeypatch.setattr(hostinfo, "_CPUINFO", str(fake))
+    assert "amx_tile" in hostinfo.cpu_flags() and "sse2" in hostinfo.cpu_flags()
+    assert hostinfo.cpu_isa() == "avx2 fma avx512f avx512_bf16 amx_bf16"  # hostinfo.ISA_FLAGS order, others left out
+    fake.write_text("processor\t: 0\nFeatures\t: fp asimd asimddp bf16 i8mm sve\n\n")
+    assert hostinfo.cpu_isa() == "asimd asimddp sve bf16 i8mm"
+    monkeypatch.setattr(hostinfo, "_CPUINFO", str(tmp_path / "absent"))
+    assert hostinfo.cpu_flags() == frozenset() and hostinfo.cpu_isa().startswith("none of")
 
 
 def test_parse_size():

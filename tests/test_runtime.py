@@ -5,11 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 
 import numpy as np
 import pytest
-from conftest import needs_ort, needs_torch
+from conftest import needs_ort, needs_torch, threaded
 
 pytestmark = [needs_ort, needs_torch]  # torch only builds the ONNX fixture; the runtime never imports it
 
@@ -166,19 +165,13 @@ def test_shape_sessions_agree_with_the_dynamic_session_and_stay_bounded(onnx_pat
 def test_threads_share_one_upscaler(up, lr_images):
     frames = [np.ascontiguousarray(lr_images[i % 5][:24, :32]) for i in range(20)]
     expected = [up.upscale(f) for f in frames]
-    results: dict[int, list[np.ndarray]] = {}
 
-    def worker(k: int) -> None:
+    def worker(k: int) -> list[np.ndarray]:
         buf = np.empty((96, 128, 3), np.uint8)
-        results[k] = [up.upscale_into(f, buf).copy() for f in frames]
+        return [up.upscale_into(f, buf).copy() for f in frames]
 
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for k in range(4):
-        for got, want in zip(results[k], expected):
+    for results in threaded(worker):
+        for got, want in zip(results, expected):
             np.testing.assert_array_equal(got, want)
 
 

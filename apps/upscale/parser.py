@@ -30,13 +30,15 @@ def _tile(text: str) -> int | Literal["auto"] | None:
 
 
 def _device(text: str) -> str:
-    """-g/--device: auto, cpu, cuda, cuda:N, or a GPU index N as Real-ESRGAN's -g takes it (-1: the CPU)."""
+    """-g/--device: auto, cpu, cuda, cuda:N, OpenVINO's gpu, gpu.N or npu, or a GPU index N as Real-ESRGAN's -g
+    takes it (-1: the CPU)."""
     t = text.strip().lower()
-    if t in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", t):
+    if t in ("auto", "cpu", "cuda", "gpu", "npu") or re.fullmatch(r"cuda:\d+|gpu\.\d+", t):
         return t
     if re.fullmatch(r"-?\d+", t):
         return "cpu" if int(t) < 0 else f"cuda:{int(t)}"
-    raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda, cuda:N or a GPU index (-1 for the CPU), got {text!r}")
+    raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda, cuda:N, gpu, gpu.N, npu or a GPU index (-1 for the "
+                                     f"CPU), got {text!r}")
 
 
 def _outscale(text: str) -> float:
@@ -100,12 +102,15 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--overlap", type=whole_number(0), default=None, help="LR overlap between tiles (≥ 0)")
     ap.add_argument("--batch", type=whole_number(1), default=1, help="tiles per inference call (≥ 1)")
     ap.add_argument("-g", "--device", type=_device, default="auto", metavar="DEVICE",
-                    help="auto (default: a GPU when the backend can use one), cpu, cuda, cuda:N, or a GPU index N "
-                         "as in Real-ESRGAN (-1: the CPU)")
-    ap.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "tensorrt", "torch"])
+                    help="auto (default: a CUDA GPU when the backend can use one), cpu, cuda, cuda:N, a GPU index N "
+                         "as in Real-ESRGAN (-1: the CPU), or OpenVINO's gpu, gpu.N, npu (Intel iGPU/NPU)")
+    ap.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "openvino", "tensorrt", "torch"],
+                    help="auto (default): an FP32 .onnx on the CPU runs on the engine and precision measured fastest "
+                         "for it on this machine (timed once, then cached; the header says which and why)")
     prec = ap.add_mutually_exclusive_group()
-    prec.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16"],
-                      help="fp16 picks the .fp16 sibling of an .onnx, or runs a checkpoint in half precision on a GPU")
+    prec.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16", "int8"],
+                      help="fp16 picks the .fp16 sibling of an .onnx, or runs a checkpoint in half precision on a GPU; "
+                           "bf16: OpenVINO on a CPU with native BF16; int8: the .int8.onnx sibling (bsrn-export --int8)")
     prec.add_argument("--fp32", dest="precision", action="store_const", const="fp32",
                       help="full precision: the FP32 .onnx when both siblings exist (as Real-ESRGAN's --fp32)")
     prec.add_argument("--fp16", dest="precision", action="store_const", const="fp16",

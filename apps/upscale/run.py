@@ -62,6 +62,12 @@ def open_upscaler(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         raise
 
 
+def _choice(up) -> str:  # type: ignore[no-untyped-def]
+    """`` (auto picked …: why)`` when ``backend="auto"`` chose the engine by measuring it, else nothing."""
+    why = getattr(up.backend, "choice", "")
+    return f" ({why})" if why else ""
+
+
 def usage_error(exc: BaseException) -> int:
     """Print a command-line error found before any work; 3 for a missing optional dependency, else 2."""
     return cli.usage_error("bsrn-upscale", exc)
@@ -83,7 +89,7 @@ def _run_video(args: argparse.Namespace) -> int:
     if dst.exists() and not args.force:
         print(f"bsrn-upscale: {dst}: exists, skipped as done (--force redoes it)", file=sys.stderr)
         return EXIT_OK
-    print(f"bsrn-upscale: {up.meta.variant} ×{up.scale} on {up.backend_name}; {info.width}×{info.height} → "
+    print(f"bsrn-upscale: {up.meta.variant} ×{up.scale} on {up.backend_name}{_choice(up)}; {info.width}×{info.height} → "
           f"{info.width * up.scale}×{info.height * up.scale}, {codec} {pix_fmt}", file=sys.stderr)
     remove_partials([dst])
     bar = tqdm(total=info.frames_to_run(options), unit="frame", desc=dst.name, file=sys.stderr)
@@ -136,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         up = open_upscaler(args)
     except (BsrnEdgeError, ValueError) as exc:
         return usage_error(exc)
-    print(f"bsrn-upscale: {up.meta.variant} ×{up.scale} on {up.backend_name}", file=sys.stderr)
+    print(f"bsrn-upscale: {up.meta.variant} ×{up.scale} on {up.backend_name}{_choice(up)}", file=sys.stderr)
     outputs = [p for j in jobs for p in j.outputs]
     remove_partials(outputs)  # left by a killed run
     tally = Tally(len(jobs))

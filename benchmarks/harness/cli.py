@@ -16,7 +16,7 @@ from typing import Iterable, TypeVar
 from bsrn_edge.errors import BsrnEdgeError, MissingDependencyError
 from bsrn_edge.imageio import write_atomic
 
-from .config import BACKENDS, DEFAULT_MODELS, BenchConfig, parse_backends, parse_models, parse_size
+from .config import BACKENDS, DEFAULT_BACKENDS, DEFAULT_MODELS, BenchConfig, parse_backends, parse_models, parse_size
 from .machine import machine_info
 from .report import header_lines, rows_to_csv, rows_to_json, rows_to_markdown
 from .rows import BenchRow
@@ -46,8 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ap.add_argument("--models", default=",".join(DEFAULT_MODELS),
                     help=f"comma-separated model names (default: {','.join(DEFAULT_MODELS)})")
-    ap.add_argument("--backends", default=",".join(BACKENDS),
-                    help=f"comma-separated, from {','.join(BACKENDS)} (default: all)")
+    ap.add_argument("--backends", default=",".join(DEFAULT_BACKENDS),
+                    help=f"comma-separated, from {','.join(BACKENDS)} (default: all but openvino-int8, which first "
+                         "exports an INT8 model: bsrn-export --int8, minutes per model)")
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where to run (default: cpu)")
     ap.add_argument("--data", type=Path, help="folder of LR/HR pairs (default: the bundled Set5 ×4)")
     ap.add_argument("--size", default="256x256", help="LR timing input WIDTHxHEIGHT (default: 256x256)")

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from bsrn_edge._lazy import available
-from bsrn_edge.hostinfo import cpu_model, physical_cores, usable_cores
+from bsrn_edge.hostinfo import cpu_isa, cpu_model, package_version, physical_cores, usable_cores
 
 from .config import BenchConfig
 
@@ -28,23 +28,10 @@ class MachineInfo:
     torch_threads: int | None
     ort_threads: int | None
     gpu: str | None = None
+    isa: str = ""  # the CPU flags that decide which kernels run (hostinfo.ISA_FLAGS)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def package_version(module: str) -> str:
-    """The installed distribution's version for ``module`` (onnxruntime-gpu and tensorrt-cu12 count),
-    ``"absent"`` when none is installed."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    dists = {"onnxruntime": ("onnxruntime", "onnxruntime-gpu"), "tensorrt": ("tensorrt", "tensorrt-cu12")}
-    for dist in dists.get(module, (module,)):
-        try:
-            return version(dist)
-        except PackageNotFoundError:
-            continue
-    return "absent"
 
 
 def machine_info(config: BenchConfig | None = None) -> MachineInfo:
@@ -61,8 +48,9 @@ def machine_info(config: BenchConfig | None = None) -> MachineInfo:
     if available("onnxruntime"):
         ort_threads = cfg.threads or physical_cores()
     versions = {m: package_version(m) for m in ("bsrn-edge", "numpy", "torch", "onnxruntime", "onnx")}
-    if "tensorrt" in cfg.backends:
-        versions["tensorrt"] = package_version("tensorrt")
+    for engine in ("tensorrt", "openvino"):
+        if any(b.startswith(engine) for b in cfg.backends):
+            versions[engine] = package_version(engine)
     return MachineInfo(
         platform=platform.platform(),
         cpu=cpu_model(),
@@ -73,4 +61,5 @@ def machine_info(config: BenchConfig | None = None) -> MachineInfo:
         torch_threads=torch_threads,
         ort_threads=ort_threads,
         gpu=gpu,
+        isa=cpu_isa(),
     )

@@ -20,10 +20,11 @@ def header_lines(machine: MachineInfo, config: BenchConfig) -> list[str]:
     """Plain-text header lines (no comment markers): machine, versions, threads and protocol."""
     v = machine.versions
     lines = [
-        f"machine: {machine.platform}; CPU: {machine.cpu}; {machine.logical_cores} logical cores "
+        f"machine: {machine.platform}; CPU: {machine.cpu} ({machine.isa or 'flags unknown'}); {machine.logical_cores} logical cores "
         f"({machine.usable_cores} usable); Python {machine.python}",
         "versions: " + ", ".join(f"{k} {val}" for k, val in v.items()),
-        f"threads: torch {machine.torch_threads}, onnxruntime intra-op {machine.ort_threads}",
+        f"threads: torch {machine.torch_threads}, onnxruntime intra-op {machine.ort_threads}"
+        + (f", openvino {machine.ort_threads}" if "openvino" in machine.versions else ""),
     ]
     if machine.gpu:
         lines.append(f"GPU: {machine.gpu}")

@@ -22,11 +22,11 @@ from bsrn_edge.datasets import Pair, bundled_set5, find_pairs
 from bsrn_edge.errors import InputError
 from bsrn_edge.variants import VARIANTS
 
-from .artifacts import cached_engine, cached_export, default_cache_dir, trt_unavailable
+from .artifacts import cached_engine, cached_export, default_cache_dir, ov_unavailable, trt_unavailable
 from .config import PRECISION, BenchConfig, parse_backends, parse_models
 from .inputs import bench_input
 from .rows import BenchRow
-from .runners import OrtRunner, Runner, TorchRunner, TrtRunner
+from .runners import OrtRunner, OvRunner, Runner, TorchRunner, TrtRunner
 from .timing import time_calls
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -116,10 +116,14 @@ def _prepare_model(name: str, s: _Session) -> _Model:
 def _make_runner(backend: str, loaded: "LoadedModel", s: _Session, pairs: Sequence[Pair]) -> Runner:
     if backend == "torch":
         return TorchRunner(loaded, s.cfg.device)
+    need16 = any(b in ("onnxruntime-fp16", "tensorrt") for b in s.backends)
     if backend in ("onnxruntime", "onnxruntime-fp16"):
-        need16 = any(b in ("onnxruntime-fp16", "tensorrt") for b in s.backends)
         files = cached_export(loaded, s.cache, fp16=need16)
         return OrtRunner(files["fp16_onnx" if backend.endswith("fp16") else "onnx"], s.cfg.device, s.cfg.threads)
+    if backend.startswith("openvino"):
+        int8 = backend == "openvino-int8"
+        files = cached_export(loaded, s.cache, fp16=need16, int8=int8)
+        return OvRunner(files["int8_onnx" if int8 else "onnx"], PRECISION[backend].replace("int8", "fp32"), s.cfg.threads)
     return TrtRunner(cached_engine(loaded, s.cache, s.cfg.size, pairs))
 
 
@@ -149,7 +153,8 @@ def _row(m: _Model, backend: str, s: _Session) -> BenchRow:
     if m.loaded is None:
         row.status, row.note = "failed", f"failed: {m.error}"
         return row
-    reason = trt_unavailable(cfg.device) if backend == "tensorrt" else None
+    reason = (trt_unavailable(cfg.device) if backend == "tensorrt" else
+              ov_unavailable(backend, cfg.device) if backend.startswith("openvino") else None)
     if reason is not None:
         row.status, row.note = "skipped", f"skipped: {reason}"
         return row

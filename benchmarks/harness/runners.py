@@ -16,7 +16,7 @@ from .timing import Clock, cuda_event_clock, perf_counter_clock
 if TYPE_CHECKING:  # pragma: no cover
     from bsrn_edge.checkpoint import LoadedModel
 
-__all__ = ["Runner", "TorchRunner", "OrtRunner", "TrtRunner"]
+__all__ = ["Runner", "TorchRunner", "OrtRunner", "OvRunner", "TrtRunner"]
 
 _COPIES_NOTE = "runtime includes host↔device copies"
 
@@ -124,6 +124,16 @@ class OrtRunner(BackendRunner):
                 f"install onnxruntime-gpu (pip install 'bsrn-edge[gpu]') or use --device cpu"
             )
         super().__init__(backend, _COPIES_NOTE if device == "cuda" else "")
+
+
+class OvRunner(BackendRunner):
+    """An exported ONNX (FP32, or INT8 QDQ) on :class:`~bsrn_edge.runtime.backends.openvino.OpenVINOBackend` on the
+    CPU, at inference precision ``precision`` (fp32 or bf16)."""
+
+    def __init__(self, onnx_path: Path, precision: str, threads: int | None):
+        from bsrn_edge.runtime.backends.openvino import OpenVINOBackend
+
+        super().__init__(OpenVINOBackend(onnx_path, precision=precision, threads=threads))
 
 
 class TrtRunner(BackendRunner):

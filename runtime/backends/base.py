@@ -16,14 +16,17 @@ Two ways in:
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+import threading
+from collections import OrderedDict
+from typing import Any, Callable, Protocol, runtime_checkable
 
 import numpy as np
 
-from bsrn_edge.errors import InputError
+from bsrn_edge.errors import InputError, NonFiniteOutputError
 from bsrn_edge.meta import ModelMeta
 
-__all__ = ["Backend", "DeviceBackend", "FiniteFlag", "check_batch", "check_pixels", "TileLimits", "pixel_layout"]
+__all__ = ["Backend", "DeviceBackend", "check_batch", "check_pixels", "TileLimits", "pixel_layout", "ShapeCache",
+           "raise_if_nonfinite", "FiniteFlag"]
 
 TileLimits = tuple[int, int]  # (min side, max side) an engine accepts; (min_size, 0) = unbounded
 
@@ -83,6 +86,13 @@ def pixel_layout(meta: ModelMeta) -> str:
     return meta.pixels
 
 
+def raise_if_nonfinite(flag: np.ndarray, source: object, shape: tuple[int, ...]) -> None:
+    """Raise when a uint8-I/O graph's non-finite flag (:data:`~bsrn_edge.meta.NONFINITE_OUTPUT`) is set."""
+    if float(np.max(flag)) != 0.0:
+        raise NonFiniteOutputError(f"{source}: the network produced NaN or infinite values for input "
+                                   f"{'×'.join(map(str, shape))}; its uint8 output would be garbage")
+
+
 def _check_sides(h: int, w: int, backend: Backend) -> None:
     lo, hi = backend.tile_limits
     if min(h, w) < lo or (hi and max(h, w) > hi):
@@ -129,3 +139,36 @@ def check_pixels(shape: tuple[int, ...], out_shape: tuple[int, ...], backend: Ba
                          f"got {tuple(out_shape)}")
     _check_sides(h, w, backend)
     _check_count(n, backend)
+
+
+class ShapeCache:
+    """What ``make(shape)`` builds for each input shape (a session, a compiled model), at most ``size`` of them,
+    the least recently used dropped first. Thread-safe; ``make`` runs under the lock, once per shape."""
+
+    def __init__(self, make: Callable[[tuple[int, ...]], Any], size: int = 4):
+        self.make, self.size = make, max(0, size)
+        self._items: OrderedDict[tuple[int, ...], Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, shape: tuple[int, ...]) -> Any:
+        """What was built for ``shape``, built on first use."""
+        with self._lock:
+            item = self._items.get(shape)
+            if item is None:
+                item = self._items[shape] = self.make(shape)
+            self._items.move_to_end(shape)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+            return item
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def shapes(self) -> list[tuple[int, ...]]:
+        """The shapes held now, least recently used first."""
+        with self._lock:
+            return list(self._items)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()

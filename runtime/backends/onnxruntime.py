@@ -8,13 +8,13 @@ from typing import Any
 
 import numpy as np
 
-from bsrn_edge.errors import InputError, MissingDependencyError, NonFiniteOutputError
+from bsrn_edge.errors import InputError, MissingDependencyError
 from bsrn_edge.hostinfo import physical_cores  # re-exported: the one /proc/cpuinfo reader
 from bsrn_edge.meta import NONFINITE_OUTPUT, ModelMeta
 
 from ..devices.base import device_pointer
 from ..model_info import read_onnx_props
-from .base import FiniteFlag, check_batch, check_pixels
+from .base import FiniteFlag, check_batch, check_pixels, raise_if_nonfinite
 from .ort_providers import GPU_PROVIDERS, TRT_MAX_BATCH, TRT_MAX_SIDE, open_session, provider_options, providers_for
 from .ort_sessions import ShapeSessions, session_options
 
@@ -137,9 +137,7 @@ class OnnxRuntimeBackend:
         return y if y.dtype in (np.float32, np.uint8) else y.astype(np.float32)
 
     def _check_flag(self, flag: np.ndarray, shape: tuple[int, ...]) -> None:
-        if float(np.max(flag)) != 0.0:
-            raise NonFiniteOutputError(f"{self.path}: the network produced NaN or infinite values for input "
-                                       f"{'×'.join(map(str, shape))}; its uint8 output would be garbage")
+        raise_if_nonfinite(flag, self.path, shape)
 
     def infer_into(self, x: np.ndarray, out: np.ndarray) -> None:
         """Write the result into ``out`` (the model's output layout and dtype) without allocating the output."""

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Mapping
 
 from bsrn_edge._lazy import require
 from bsrn_edge.hostinfo import physical_cores
+
+from .base import ShapeCache
 
 __all__ = ["session_options", "ShapeSessions"]
 
@@ -62,7 +63,7 @@ def _register_shared_cpu_arena(ort) -> None:  # type: ignore[no-untyped-def]
             log.debug("shared CPU arena not registered: %s", exc)
 
 
-class ShapeSessions:
+class ShapeSessions(ShapeCache):
     """CPU sessions of one ONNX file, each with the symbolic input dimensions fixed to one shape (ORT's
     free-dimension overrides), at most ``size`` of them, the least recently used dropped first.
 
@@ -75,35 +76,12 @@ class ShapeSessions:
 
     def __init__(self, path: Path, free_dims: Mapping[int, str], size: int = 4, threads: int | None = None,
                  shared_arena: bool = True):
-        self.path, self.free_dims, self.size = path, dict(free_dims), max(0, size)
+        super().__init__(self._session, size)
+        self.path, self.free_dims = path, dict(free_dims)
         self.threads, self.shared_arena = threads, shared_arena
-        self._sessions: OrderedDict[tuple[int, ...], Any] = OrderedDict()
-        self._lock = threading.Lock()
 
-    def get(self, shape: tuple[int, ...]) -> Any:
-        """The session specialised to ``shape``, created on first use."""
-        with self._lock:
-            sess = self._sessions.get(shape)
-            if sess is not None:
-                self._sessions.move_to_end(shape)
-                return sess
-            ort = require("onnxruntime")
-            dims = {name: shape[axis] for axis, name in self.free_dims.items()}
-            sess = ort.InferenceSession(str(self.path), session_options(self.threads, dims, shared_arena=self.shared_arena),
-                                        providers=["CPUExecutionProvider"])
-            self._sessions[shape] = sess
-            while len(self._sessions) > self.size:
-                self._sessions.popitem(last=False)
-            return sess
-
-    def __len__(self) -> int:
-        return len(self._sessions)
-
-    def shapes(self) -> list[tuple[int, ...]]:
-        """The shapes with a session now, least recently used first."""
-        with self._lock:
-            return list(self._sessions)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._sessions.clear()
+    def _session(self, shape: tuple[int, ...]) -> Any:
+        ort = require("onnxruntime")
+        dims = {name: shape[axis] for axis, name in self.free_dims.items()}
+        return ort.InferenceSession(str(self.path), session_options(self.threads, dims, shared_arena=self.shared_arena),
+                                    providers=["CPUExecutionProvider"])
