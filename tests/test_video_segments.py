@@ -36,12 +36,14 @@ def test_a_failed_segment_fails_the_video_once_with_its_reason(tmp_path):
     from bsrn_edge.apps.distributed.segments import Joiner, SplitVideo, parse_span, span_text
     from bsrn_edge.apps.jobs import Job
     from bsrn_edge.apps.video import segment_path
+    from bsrn_edge.imageio import run_token
 
     spans = [(Fraction(0), Fraction(1)), (Fraction(1), None)]
     assert [parse_span(span_text(s)) for s in spans] == spans and parse_span(span_text(None)) is None
     job = Job(tmp_path / "in.mp4", tmp_path / "out.mp4", "video")
     parts = [segment_path(job.dst, k) for k in range(2)]
-    assert [p.name for p in parts] == [".out.mp4.seg00000.part.mp4", ".out.mp4.seg00001.part.mp4"]
+    run = run_token()  # the run's token: another run's segments of the same output never share these names
+    assert [p.name for p in parts] == [f".out.mp4.{run}-seg00000.part.mp4", f".out.mp4.{run}-seg00001.part.mp4"]
     parts[0].write_bytes(b"segment 0")
     joiner = Joiner([SplitVideo(job, spans, parts)])
     other = Entry("/x.png", "/o/x.png", "done")

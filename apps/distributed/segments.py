@@ -121,8 +121,9 @@ class Joiner:
                                      f"segment {k + 1}/{n} ({_seconds(video.spans[k])}): {e.reason}", workers)
             join_segments(job.src, video.parts, job.dst)
             return Entry.for_job(job, "done", None, workers)
-        except (BsrnEdgeError, OSError) as exc:
-            return Entry.for_job(job, "failed", f"joining the {n} segments: {exc}", workers)
+        except Exception as exc:  # noqa: BLE001 - the video's failure (FFmpeg's errors too), never the driver's
+            what = str(exc) if isinstance(exc, (BsrnEdgeError, OSError)) else f"{type(exc).__name__}: {exc}"
+            return Entry.for_job(job, "failed", f"joining the {n} segments: {what}", workers)
         finally:
             self._remove(video)
 
