@@ -82,6 +82,18 @@ def _on_cluster(todo: list[Job], args: argparse.Namespace, options: WorkerOption
             ray.shutdown()  # the local Ray's processes end with this command
 
 
+def _written_unheard(todo: list[Job], entries: dict[str, Entry], force: bool, tally: Tally) -> None:
+    """Jobs sent whose output appeared though their result never reached the driver (an actor finished it as
+    the run was stopped): done by this run, so counted and recorded as such. Not with ``--force``, where the
+    output may be the old one."""
+    if force:
+        return
+    for job in todo:
+        if str(job.src) not in entries and not job.refusal and job.done():
+            entries[str(job.src)] = Entry.for_job(job, "done")
+            tally.written += 1
+
+
 def _finish(manifest: Path, jobs: list[Job], entries: dict[str, Entry], previous: dict[str, Entry], tally: Tally) -> None:
     """Rewrite the manifest, one line per input in plan order (not attempted: as before); a failure to write it
     is said, and stops the run."""
@@ -119,6 +131,7 @@ def _run(todo: list[Job], jobs: list[Job], args: argparse.Namespace, options: Wo
         tally.stopped = f"the Ray job failed ({type(exc).__name__}: {first})"
     finally:
         remove_partials(outputs)
+        _written_unheard(todo, entries, args.force, tally)
         _finish(manifest, jobs, entries, previous, tally)
     print(f"bsrn-upscale: {tally.summary()}; manifest: {manifest}", file=sys.stderr)
     return code or (EXIT_FAILED if tally.failed or tally.stopped else EXIT_OK)

@@ -65,6 +65,8 @@ def open_upscaler(args: argparse.Namespace):  # type: ignore[no-untyped-def]
             raise InputError(f"--{exc}") from exc
         if "PyTorch backend" in str(exc) and not available("torch"):
             raise MissingDependencyError(str(exc)) from exc
+        if str(args.model) not in str(exc):  # e.g. impossible size rules read from the model's metadata
+            raise InputError(f"{args.model}: {exc}") from exc
         raise
     check_model(up, args.model)
     return up
