@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -310,6 +311,35 @@ def test_a_rerun_into_its_own_input_folder_leaves_its_outputs_alone(photos, onnx
     (photos / "a_x4_x4.png").write_bytes((photos / "a_x4.png").read_bytes())  # left by the old version's re-run
     assert sorted(j.src.name for j in plan_outputs(discover_inputs(photos, exclude=photos), photos, None, "_x4")) \
         == ["a.png", "b.png", "c.png"]
+
+
+def _finished(folder: Path) -> list[str]:
+    """The finished outputs in ``folder`` (temporaries are hidden files)."""
+    try:
+        return [p.name for p in folder.iterdir() if not p.name.startswith(".")]
+    except FileNotFoundError:
+        return []
+
+
+# -- 9: SIGTERM and Ctrl-C on one machine (with --ray: test_distributed.py) ------------------------------
+@pytest.mark.parametrize("sig, code, word", [(signal.SIGTERM, 143, "terminated (SIGTERM)"),
+                                             (signal.SIGINT, 130, "interrupted")])
+def test_a_signal_mid_batch_prints_the_summary_and_exits_with_its_code(tmp_path, lr_images, onnx_path, sig, code, word):
+    src, out = tmp_path / "in", tmp_path / "out"
+    for k in range(12):
+        save(lr_images[k % 5], src / f"{k:02d}.png")
+    cmd = [sys.executable, "-m", "bsrn_edge.apps.upscale", "-i", str(src), "-o", str(out), "--model", str(onnx_path)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not _finished(out):
+        assert proc.poll() is None and time.monotonic() < deadline, "the run ended before its first output"
+        time.sleep(0.005)
+    proc.send_signal(sig)
+    err = proc.communicate(timeout=60)[1]
+    done = len(_finished(out))
+    assert proc.returncode == code, err
+    assert f"stopped: {word}; run the same command again to resume. {done} written, 0 failed" in err
+    assert "Traceback" not in err and not [p.name for p in out.iterdir() if p.name.startswith(".")]
 
 
 # -- 10: impossible model metadata ------------------------------------------------------------------
