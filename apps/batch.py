@@ -21,8 +21,8 @@ from bsrn_edge.pixels import outscale_size, resize
 from .jobs import VIDEO, ImageOptions, Job, has_transparency
 from .video.options import VideoOptions
 
-__all__ = ["Tally", "WriteError", "attempt", "count_outcome", "run_jobs", "say", "upscale_picture", "video_runner",
-           "write_failure", "TileBar"]
+__all__ = ["Tally", "WriteError", "attempt", "count_outcome", "error_text", "run_jobs", "say", "upscale_picture",
+           "video_runner", "write_failure", "TileBar"]
 
 # write errors after which no later file can succeed either: the batch stops with its summary
 _STOP_ERRNOS = {errno.EROFS: "read-only file system", errno.ENOSPC: "disk full", errno.EDQUOT: "disk quota exceeded"}
@@ -144,8 +144,13 @@ def attempt(job: Job, up, force: bool, run=None,  # type: ignore[no-untyped-def]
         msg, stop = write_failure(exc, getattr(exc, "dest", job.dst))
         return "failed", msg, stop
     except Exception as exc:  # noqa: BLE001 - one input's failure, whatever its type, never the batch's
-        first = (str(exc).strip().splitlines() or [""])[0][:300]
-        return "failed", f"{job.src}: {type(exc).__name__}{': ' + first if first else ''}", None
+        return "failed", f"{job.src}: {error_text(exc)}", None
+
+
+def error_text(exc: BaseException) -> str:
+    """An unexpected exception in one line: its type and the first line of its message (at most 300 characters)."""
+    first = (str(exc).strip().splitlines() or [""])[0][:300]
+    return f"{type(exc).__name__}{': ' + first if first else ''}"
 
 
 def count_outcome(tally: Tally, src: Path | str, outcome: str, msg: str | None, stop: str | None, say) -> bool:  # type: ignore[no-untyped-def]

@@ -20,7 +20,7 @@ from bsrn_edge.errors import BsrnEdgeError
 from bsrn_edge.imageio import RunLock, remove_partials, run_token
 
 from ..args import EXIT_FAILED, EXIT_OK, EXIT_USAGE, interrupt_word, interrupted_exit, terminate_raises
-from ..batch import Tally, count_outcome, say, write_failure
+from ..batch import Tally, count_outcome, error_text, say, write_failure
 from ..distributed.manifest import MANIFEST_NAME, OUTCOME_OF_STATUS, Entry, ManifestLog, read_manifest, resume, write_manifest
 from ..distributed.plan import ActorShape, actor_shape, discover_inputs, plan_outputs
 from ..distributed.ray_job import WorkerOptions, cluster_resources, connect, run_on_ray
@@ -127,8 +127,7 @@ def _run(todo: list[Job], jobs: list[Job], args: argparse.Namespace, options: Wo
         say(msg)
         tally.stopped = stop or msg
     except Exception as exc:  # noqa: BLE001 - the cluster itself failed: what finished is in the manifest
-        first = (str(exc).strip().splitlines() or [""])[0][:300]
-        tally.stopped = f"the Ray job failed ({type(exc).__name__}: {first})"
+        tally.stopped = f"the Ray job failed ({error_text(exc)})"
     finally:
         remove_partials(outputs)
         _written_unheard(todo, entries, args.force, tally)

@@ -21,7 +21,7 @@ from bsrn_edge.imageio import RunLock, remove_partials
 
 from .. import args as cli
 from ..args import EXIT_FAILED, EXIT_OK, interrupt_word, interrupted_exit, terminate_raises
-from ..batch import Tally, run_jobs, say, write_failure
+from ..batch import Tally, error_text, run_jobs, say, write_failure
 from ..jobs import plan_jobs
 from ..video import looks_like_video
 from .parser import build_parser, image_options, name_suffix, video_options
@@ -136,10 +136,7 @@ def _run_video(args: argparse.Namespace) -> int:
 def _failure_text(exc: Exception, dst: Path) -> str:
     if isinstance(exc, OSError):
         return write_failure(exc, dst)[0]
-    if isinstance(exc, BsrnEdgeError):
-        return str(exc)
-    first = (str(exc).strip().splitlines() or [""])[0][:300]
-    return f"{type(exc).__name__}{': ' + first if first else ''}"
+    return str(exc) if isinstance(exc, BsrnEdgeError) else error_text(exc)
 
 
 def _flags_for_the_other_kind(args: argparse.Namespace, video: bool) -> list[str]:
