@@ -98,12 +98,15 @@ class RunLock:
         not held yet), so that the file under the name is the one held."""
         for _ in range(10):
             fd = open_nofollow(self.path, os.O_WRONLY | os.O_CREAT)
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 if os.stat(self.path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino:
                     return fd
             except FileNotFoundError:
                 pass
+            except OSError:
+                os.close(fd)
+                raise
             os.close(fd)
         raise OSError(errno.EAGAIN, "the run lock kept being removed", str(self.path))
 
