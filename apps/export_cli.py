@@ -76,13 +76,15 @@ def _profile(args: argparse.Namespace, min_size: int, tile: int) -> EngineProfil
 
 
 def print_table(rows: list, file=sys.stdout) -> None:  # type: ignore[no-untyped-def]
-    """One row per artifact: what it was compared with, the difference, PSNR-Y of the reference and of the artifact."""
-    print("| artifact | precision | compared with | max abs diff | PSNR-Y reference | PSNR-Y artifact | result |", file=file)
-    print("| --- | --- | --- | --- | --- | --- | --- |", file=file)
+    """One row per artifact: what it was compared with, the difference, PSNR-Y of the reference and of the artifact,
+    and over how many images (uint8 rows add B100 images to Set5's five, so their PSNR is not the float rows')."""
+    print("| artifact | precision | compared with | max abs diff | PSNR-Y reference | PSNR-Y artifact | images | result |",
+          file=file)
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |", file=file)
     for r in rows:
         fmt = lambda x: "–" if x != x else f"{x:.3f}"  # noqa: E731 - NaN when no HR images
         print(f"| {r.artifact} | {r.precision} | {r.compared_with} | {r.diff_text} | {fmt(r.psnr_torch)} | "
-              f"{fmt(r.psnr_onnx)} | {'pass' if r.passed else 'FAIL: ' + r.reason} |", file=file)
+              f"{fmt(r.psnr_onnx)} | {r.psnr_images or '–'} | {'pass' if r.passed else 'FAIL: ' + r.reason} |", file=file)
 
 
 def _onnx_only(args: argparse.Namespace, say) -> int:  # type: ignore[no-untyped-def]

@@ -7,17 +7,25 @@ as done, because outputs are only ever renamed into place once complete.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 
 from bsrn_edge._lazy import available, require
 from bsrn_edge.errors import BsrnEdgeError, InputError
-from bsrn_edge.imageio import IMAGE_EXTENSIONS, MAX_PIXELS, holds_alpha, is_partial, output_ext, read_image
+from bsrn_edge.imageio import IMAGE_EXTENSIONS, MAX_PIXELS, holds_alpha, output_ext, read_image
 from bsrn_edge.imageio import OUTPUT_FORMATS as FORMATS
 
-__all__ = ["Job", "ImageOptions", "has_transparency", "list_inputs", "folder_jobs", "refuse_inputs", "plan_jobs"]
+from .inputs import Inputs, absolute, discover_inputs, inside, link_problem
+from .video.probe import output_for
+
+__all__ = ["VIDEO", "Job", "ImageOptions", "has_transparency", "folder_jobs", "refuse_inputs", "plan_tree", "plan_jobs"]
+
+#: the ``Job.fmt`` of a video: one task runs the whole file through ``upscale_video``
+VIDEO = "video"
 
 
 @dataclass(frozen=True)
@@ -64,18 +72,6 @@ class ImageOptions:
     outscale: float | None = None  # final scale against the input; None: the model's
     max_pixels: int = MAX_PIXELS
     lossless: bool = False  # WebP
-
-
-def list_inputs(src: Path) -> list[Path]:
-    """The image files of ``src`` (a file or a folder), sorted; temporary files of unfinished writes are never inputs."""
-    if not src.exists():
-        raise InputError(f"{src}: no such file or folder")
-    if not src.is_dir():
-        return [src]
-    files = sorted(p for p in src.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and not is_partial(p) and not p.is_dir())
-    if not files:
-        raise InputError(f"{src}: no images ({', '.join(IMAGE_EXTENSIONS)})")
-    return files
 
 
 def _out_ext(f: Path, ext: str | None) -> str:
@@ -146,27 +142,101 @@ def _writable(jobs: list[Job]) -> list[Job]:
     return jobs
 
 
-def refuse_inputs(jobs: list[Job], files: list[Path]) -> list[Job]:
+def _real(path: Path) -> str:
+    return os.path.realpath(path)  # never raises, not even for a link that loops
+
+
+def refuse_inputs(jobs: list[Job], files: Iterable[Path]) -> list[Job]:
     """``jobs``, each whose output is one of the input ``files`` carrying a refusal (an input is never overwritten)."""
-    inputs = {f.resolve() for f in files}
+    inputs = {_real(f) for f in files}
     return [replace(j, refusal=f"{j.dst}: is an input file; refusing to overwrite it (choose another -o)")
-            if j.dst.resolve() in inputs else j for j in jobs]
+            if j.refusal is None and _real(j.dst) in inputs else j for j in jobs]
+
+
+def _linked_folder(dst: Path, out: Path) -> Path | None:
+    """The first folder below ``out``, from ``dst``'s folder up, that is a symbolic link (None: there is none)."""
+    folder = dst.parent
+    while folder != out and inside(folder, out):
+        if folder.is_symlink():
+            return folder
+        folder = folder.parent
+    return None
+
+
+def _checked(job: Job, out: Path) -> Job:
+    """``job`` with a refusal when its input is a link that leads nowhere, or its output would go through a
+    linked folder below ``out`` (nothing is written through a link)."""
+    problem = link_problem(job.src)
+    linked = _linked_folder(job.dst, out)
+    if problem is None and linked is not None:
+        problem = f"{linked}: a symbolic link below -o; bsrn-upscale does not write through links (remove it)"
+    return replace(job, refusal=problem) if problem and job.refusal is None else job
+
+
+def _plan_folders(inputs: Inputs, out: Path, fmt: str | None, suffix: str) -> list[Job]:
+    by_folder: dict[Path, list[Path]] = {}
+    for f in inputs.files:
+        by_folder.setdefault(f.parent.relative_to(inputs.root), []).append(f)
+    jobs: list[Job] = []
+    for rel, files in by_folder.items():
+        images = [f for f in files if f.suffix.lower() in IMAGE_EXTENSIONS]
+        try:
+            jobs += folder_jobs(images, out / rel, fmt, suffix) if images else []
+        except InputError as exc:
+            raise InputError(f"{inputs.root / rel}: {exc}") from exc
+        jobs += [Job(f, output_for(f, out / rel / (f.stem + f.suffix.lower())), VIDEO)
+                 for f in files if f.suffix.lower() not in IMAGE_EXTENSIONS]
+    return jobs
+
+
+def plan_tree(inputs: Inputs, out_dir: str | os.PathLike[str], fmt: str | None, suffix: str = "") -> list[Job]:
+    """One :class:`Job` per input, written under ``out_dir`` at the input's path relative to the root: the
+    plan of ``bsrn-upscale`` for a folder, on one machine and with ``--ray``.
+
+    Image names in each folder follow :func:`_folder_names` (a clash that cannot be resolved is an
+    :class:`InputError` naming the folder); a video keeps its name and gets ``fmt`` :data:`VIDEO`. A run's
+    outputs are never its inputs: a file that is the planned output of another input (``-i`` and ``-o`` the
+    same folder: ``p0_x4.png`` beside ``p0.png`` with ``--suffix x4``) is left out, as is whatever an earlier
+    run made from it. An output that is an input, an input link that leads nowhere and an output below a
+    linked folder carry refusals.
+    """
+    out = absolute(out_dir)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"-o {out_dir}: is a file; for a folder of inputs, -o must be a folder (or a new name)")
+    files = list(inputs.files)
+    while True:
+        jobs = _plan_folders(Inputs(inputs.root, tuple(files)), out, fmt, suffix)
+        made = {str(p) for j in jobs if j.dst != j.src for p in j.outputs}
+        kept = [f for f in files if str(f) not in made]
+        if len(kept) == len(files) or not kept:
+            break
+        files = kept
+    return refuse_inputs([_checked(j, out) for j in jobs], files)
 
 
 def plan_jobs(src: Path, dst: Path, ext: str | None, suffix: str = "") -> list[Job]:
-    """Every input with its output, planned before any work (see :func:`_folder_names` for name clashes).
-    ``ext``: the output extension (None: each input's own where it can be written, else png)."""
-    files = list_inputs(src)
-    if src.is_dir() or dst.is_dir() or not dst.suffix:
-        if dst.exists() and not dst.is_dir():
-            raise InputError(f"-o {dst}: is a file; for a folder of inputs, -o must be a folder (or a new name)")
-        jobs = folder_jobs(files, dst, ext, suffix)
+    """Every input with its output, planned before any work: a folder through :func:`plan_tree` (recursive,
+    the layout kept), one file into ``dst`` (a file name, or a folder). ``ext``: the output extension (None:
+    each input's own where it can be written, else png)."""
+    src = absolute(src)
+    if src.is_dir():
+        return plan_tree(discover_inputs(src, exclude=dst), dst, ext, suffix)
+    problem = link_problem(src)
+    if problem is not None:
+        raise InputError(problem)
+    if not src.is_file():
+        raise InputError(f"{src}: no such file or folder")
+    dst = absolute(dst)
+    if dst.is_dir() or not dst.suffix:
+        jobs = folder_jobs([src], dst, ext, suffix)
     else:
         e = ext or output_ext(dst.suffix)
         if e is None:
             raise InputError(f"{dst}: unsupported output extension; use .png, .jpg, .webp or .tif")
         fmt = FORMATS[e]
-        alpha = None if holds_alpha(fmt) else dst.parent / _alpha_name(dst.name, _taken_names([], files, dst.parent))
-        jobs = _writable([Job(files[0], dst, fmt, alpha_dst=alpha)])
-    return refuse_inputs(jobs, files)
-
+        alpha = None if holds_alpha(fmt) else dst.parent / _alpha_name(dst.name, _taken_names([], [src], dst.parent))
+        jobs = _writable([Job(src, dst, fmt, alpha_dst=alpha)])
+    jobs = refuse_inputs(jobs, [src])
+    if jobs[0].refusal:  # -o names the input itself: nothing to run, said before the model is opened
+        raise InputError(jobs[0].refusal)
+    return jobs

@@ -11,13 +11,15 @@ the latency from capture to display (p50/p95), the output fps and the frames dro
 for at most ``--queue`` model runs before it is upscaled, and a result for at most two frames' display
 before it is shown, so latency stays bounded however fast the camera is.
 A video file stands in for a camera with ``--camera FILE --camera-fps N`` (read at N frames a second).
-Needs ``pip install 'bsrn-edge[cpu,camera]'`` (OpenCV, headless: ``--show`` needs a full opencv-python).
+Needs ``pip install 'bsrn-edge[cpu,camera]'`` (OpenCV, headless: ``--show`` needs a full opencv-python, and says
+so in one line when it is missing; so does a camera that cannot be opened).
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -26,7 +28,7 @@ from typing import Any, Callable
 import numpy as np
 
 from bsrn_edge._lazy import require
-from bsrn_edge.errors import InputError
+from bsrn_edge.errors import BsrnEdgeError, InputError, MissingDependencyError
 from bsrn_edge.runtime import Upscaler
 
 
@@ -185,11 +187,29 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--show", action="store_true", help="show the frames in a window (Esc or q stops)")
     args = ap.parse_args(argv)
     source = int(args.camera) if args.camera.isdigit() else args.camera
-    with Upscaler(args.model) as up:
-        stats = run(source, up, camera_fps=args.camera_fps, queue=args.queue, seconds=args.seconds,
-                    output=args.output, show=args.show)
+    try:
+        if args.show:
+            check_window()
+        with Upscaler(args.model) as up:
+            stats = run(source, up, camera_fps=args.camera_fps, queue=args.queue, seconds=args.seconds,
+                        output=args.output, show=args.show)
+    except BsrnEdgeError as exc:  # one line that says what to do, never a traceback
+        print(f"camera_app: error: {exc}", file=sys.stderr)
+        return 3 if isinstance(exc, MissingDependencyError) else 2
     print(f"done: {stats.shown} frames shown; {stats.line()}")
     return 0
+
+
+def check_window() -> None:
+    """``--show`` needs an OpenCV built with a window system; the ``camera`` extra installs the headless build
+    (servers have no display), whose ``imshow`` raises. Said before the model is opened."""
+    cv2 = require("cv2")
+    try:
+        cv2.namedWindow("bsrn-edge")
+    except cv2.error as exc:
+        raise InputError("--show needs OpenCV with a window system, and this one is headless (the 'camera' extra "
+                         "installs opencv-python-headless): pip uninstall -y opencv-python-headless && pip install "
+                         "opencv-python, or write the frames with --output out.avi instead") from exc
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ class ValidationRow:
     reason: str = ""
     compared_with: str = "PyTorch fp32"
     off_fraction: float | None = None  # uint8 rows: share of pixels that differ from the reference
+    psnr_images: int = 0  # how many images (those with an HR target) the PSNR columns average over
 
     @property
     def diff_text(self) -> str:
@@ -116,7 +117,8 @@ def validate_onnx(model_bytes: bytes, ref: Reference, *, artifact: str, precisio
             reasons.append(f"FP16 PSNR {p_onnx:.3f} vs FP32 {base:.3f} differs by more than {FP16_PSNR_TOL} dB")
         if not np.all([np.isfinite(o).all() for o in outs]):
             reasons.append("non-finite values in the FP16 output")
-    return ValidationRow(artifact, precision, diff, p_torch, p_onnx, not reasons, "; ".join(reasons))
+    return ValidationRow(artifact, precision, diff, p_torch, p_onnx, not reasons, "; ".join(reasons),
+                         psnr_images=sum(h is not None for h in ref.hr))
 
 
 def shared_pairs(scale: int, start: int, stop: int, dataset: str = "B100") -> list[tuple[np.ndarray, np.ndarray]]:
@@ -200,4 +202,4 @@ def validate_uint8(u8_bytes: bytes, float_bytes: bytes, images: Sequence[np.ndar
         reasons.append(f"{fraction:.3%} of pixels differ (> {U8_MAX_FRACTION:.1%}) from {float_artifact} + host conversion")
     return ValidationRow(artifact, precision, float(levels), _mean_psnr(expected, hr, scale), _mean_psnr(got, hr, scale),
                          not reasons, "; ".join(reasons), compared_with=float_artifact + " + host uint8",
-                         off_fraction=fraction)
+                         off_fraction=fraction, psnr_images=sum(h is not None for h in hr))

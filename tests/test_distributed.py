@@ -9,6 +9,7 @@ sub-folder), plus one truncated PNG, and where PyAV is installed a short clip wi
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -101,13 +102,11 @@ def collection(tmp_path_factory, set5_dir):
 
 @pytest.fixture(scope="module")
 def reference(collection, bsrn_s_export):
-    """What single-process bsrn-upscale writes for the collection (one call per folder, and the clip)."""
+    """What single-process bsrn-upscale writes for the collection: one command on the folder, which it searches
+    recursively (sub/ and the clip in it included), the same rule as --ray's."""
     root, src, _ = collection
     ref = root / "reference"
     assert _upscale("-i", src, "-o", ref, "--model", bsrn_s_export.files["onnx"]) == 1  # broken.png fails
-    assert _upscale("-i", src / "sub", "-o", ref / "sub", "--model", bsrn_s_export.files["onnx"]) == 0
-    if HAS_AV:
-        assert _upscale("-i", src / "sub" / "clip.mp4", "-o", ref / "sub", "--model", bsrn_s_export.files["onnx"]) == 0
     return _files(ref)
 
 
@@ -316,8 +315,9 @@ def test_killed_actor_has_its_items_retried(collection, reference, bsrn_s_export
 @needs_ort
 @needs_torch
 @pytest.mark.skipif(not HAS_AV, reason="PyAV not installed (extra 'video')")
+@pytest.mark.parametrize("name", ["long.mp4", "long.mkv"])  # Matroska's segments give their first packets no dts
 def test_a_long_video_runs_in_segments_and_joins_like_the_whole_file(tmp_path, set5_dir, bsrn_s_export, local_ray,
-                                                                     monkeypatch, capsys):
+                                                                     monkeypatch, capsys, name):
     """--segment-seconds 1 on a 2.4 s clip: two tasks, one manifest line, the single-machine frames and audio."""
     import av
 
@@ -330,15 +330,15 @@ def test_a_long_video_runs_in_segments_and_joins_like_the_whole_file(tmp_path, s
     monkeypatch.setattr(ray_job, "split_jobs", lambda *a: rows_sent.append(r := real(*a)) or r)
     src, out, ref = tmp_path / "in", tmp_path / "out", tmp_path / "ref"
     src.mkdir()
-    write_pan_clip(src / "long.mp4", read_rgb(set5_dir / "img_001_SRF_4_HR.png"), 60, size=(48, 32), audio=True)
+    write_pan_clip(src / name, read_rgb(set5_dir / "img_001_SRF_4_HR.png"), 60, size=(48, 32), audio=True)
     model = bsrn_s_export.files["onnx"]
-    assert _upscale("-i", src / "long.mp4", "-o", ref, "--model", model) == 0
+    assert _upscale("-i", src / name, "-o", ref, "--model", model) == 0
     assert _upscale("-i", src, "-o", out, "--model", model, "--ray", "--segment-seconds", "1") == 0
     assert "1 written, 0 failed, 0 skipped" in capsys.readouterr().err
     assert [row["span"] for row in rows_sent[0][0]] == ["0:1", "1:"]  # two tasks
-    assert sorted(p.name for p in out.iterdir()) == ["bsrn-manifest.jsonl", "long.mp4"]  # segments removed
+    assert sorted(p.name for p in out.iterdir()) == ["bsrn-manifest.jsonl", name]  # segments removed
     rows = _manifest(out, src)
-    assert list(rows) == ["long.mp4"] and rows["long.mp4"]["status"] == "done"
+    assert list(rows) == [name] and rows[name]["status"] == "done"
 
     def read(path):
         with av.open(str(path)) as c:
@@ -346,12 +346,74 @@ def test_a_long_video_runs_in_segments_and_joins_like_the_whole_file(tmp_path, s
         with av.open(str(path)) as c:
             return frames, [(bytes(p), p.pts) for p in c.demux(audio=0) if p.size]
 
-    (got, got_audio), (want, want_audio) = read(out / "long.mp4"), read(ref / "long.mp4")
+    (got, got_audio), (want, want_audio) = read(out / name), read(ref / name)
     assert [t for t, _ in got] == [t for t, _ in want] and len(got) == 60
     assert got_audio == want_audio
     assert min(psnr(a, b) for (_, a), (_, b) in zip(got, want)) >= 40.0
     assert _upscale("-i", src, "-o", out, "--model", model, "--ray", "--segment-seconds", "1") == 0
     assert "0 written, 0 failed, 1 skipped" in capsys.readouterr().err
+
+
+@needs_ray
+@needs_ort
+@needs_torch
+def test_a_full_disk_on_the_driver_ends_with_the_summary_not_a_traceback(collection, bsrn_s_export, local_ray,
+                                                                         monkeypatch, capsys):
+    """The output folder's disk is full: appending to the manifest fails at the first result, and so does the
+    final rewrite (ENOSPC as the kernel reports it). Said once each, the summary printed, exit 1."""
+    from bsrn_edge.apps.distributed import manifest as manifest_module
+    from bsrn_edge.apps.upscale import on_ray
+
+    root, src, good = collection
+    out = root / "full_out"
+
+    def full(*args, **kw):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(out / "bsrn-manifest.jsonl"))
+
+    monkeypatch.setattr(manifest_module.ManifestLog, "add", full)
+    monkeypatch.setattr(on_ray, "write_manifest", full)
+    assert _upscale("-i", src / "sub", "-o", out, "--model", bsrn_s_export.files["onnx"], "--ray", "--actors", "1") == 1
+    err = capsys.readouterr().err
+    assert f"{out / 'bsrn-manifest.jsonl'}: cannot write it (No space left on device)" in err
+    assert f"stopped: {out}: disk full; no later file could be written. " in err and " written, 0 failed" in err
+    assert f"{out / 'bsrn-manifest.jsonl'}: cannot write the manifest (No space left on device)" in err
+    assert "Traceback" not in err
+
+
+@needs_ray
+@needs_ort
+@needs_torch
+def test_sigterm_finalises_the_manifest_prints_the_summary_and_leaves_no_ray_process(collection, bsrn_s_export,
+                                                                                    tmp_path):
+    """bsrn-upscale --ray starting its own local Ray, in a process of its own, sent SIGTERM once its first
+    result is in the manifest: exit 143, the summary, every written output in the manifest, and none of the Ray
+    processes it started (all named after their temporary folder) alive afterwards."""
+    import subprocess
+    import tempfile
+    import time
+
+    root, src, good = collection
+    out = tmp_path / "out"
+    ray_tmp = tempfile.mkdtemp(prefix="r", dir="/tmp")  # short: Ray's socket paths must fit in 107 bytes
+    cmd = [sys.executable, "-m", "bsrn_edge.apps.upscale", "-i", str(src), "-o", str(out), "--model",
+           str(bsrn_s_export.files["onnx"]), "--ray", "--actors", "1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "RAY_TMPDIR": ray_tmp, "RAY_ADDRESS": ""})
+    manifest, deadline = out / "bsrn-manifest.jsonl", time.monotonic() + 240
+    while not (manifest.is_file() and manifest.stat().st_size):
+        assert proc.poll() is None and time.monotonic() < deadline, "the run ended before its first result"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    err = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 143, err
+    assert "stopped: terminated (SIGTERM); run the same command again to resume." in err and "Traceback" not in err
+    rows = _manifest(out, src)
+    written = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file() and not p.name.startswith(".")}
+    done = {Path(r["output"]).relative_to(out).as_posix() for r in rows.values() if r["status"] == "done"}
+    assert done and done == written - {"bsrn-manifest.jsonl"}
+    time.sleep(2)  # Ray's own processes end a moment after the driver
+    ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    assert [line for line in ps.splitlines() if ray_tmp in line] == []
 
 
 @needs_ort

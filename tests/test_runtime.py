@@ -205,7 +205,7 @@ def test_cli_never_overwrites_inputs(tmp_path, onnx_path, lr_images, capsys):
     f = tmp_path / "x.png"
     Image.fromarray(lr_images[1][:20, :20]).save(f)
     before = f.read_bytes()
-    assert _cli("-i", str(f), "-o", str(f), "--model", str(onnx_path), "--force") == 1
+    assert _cli("-i", str(f), "-o", str(f), "--model", str(onnx_path), "--force") == 2  # found before any work
     assert f.read_bytes() == before
     assert "refusing to overwrite" in capsys.readouterr().err
 

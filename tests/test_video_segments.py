@@ -36,12 +36,14 @@ def test_a_failed_segment_fails_the_video_once_with_its_reason(tmp_path):
     from bsrn_edge.apps.distributed.segments import Joiner, SplitVideo, parse_span, span_text
     from bsrn_edge.apps.jobs import Job
     from bsrn_edge.apps.video import segment_path
+    from bsrn_edge.imageio import run_token
 
     spans = [(Fraction(0), Fraction(1)), (Fraction(1), None)]
     assert [parse_span(span_text(s)) for s in spans] == spans and parse_span(span_text(None)) is None
     job = Job(tmp_path / "in.mp4", tmp_path / "out.mp4", "video")
     parts = [segment_path(job.dst, k) for k in range(2)]
-    assert [p.name for p in parts] == [".out.mp4.seg00000.part.mp4", ".out.mp4.seg00001.part.mp4"]
+    run = run_token()  # the run's token: another run's segments of the same output never share these names
+    assert [p.name for p in parts] == [f".out.mp4.{run}-seg00000.part.mp4", f".out.mp4.{run}-seg00001.part.mp4"]
     parts[0].write_bytes(b"segment 0")
     joiner = Joiner([SplitVideo(job, spans, parts)])
     other = Entry("/x.png", "/o/x.png", "done")
@@ -112,3 +114,55 @@ def test_segments_joined_match_the_whole_file(clip, bsrn_s_export, tmp_path):
     with pytest.raises(InputError, match="seg00001.*other settings"):
         join_segments(clip, mixed, tmp_path / "bad.mp4")
     assert not (tmp_path / "bad.mp4").exists()
+
+
+@needs_ort
+@needs_torch
+@pytest.mark.parametrize("ext", ["mp4", "mkv", "mov"])
+@pytest.mark.parametrize("codec", ["libx264", "mpeg4"])  # x264 with B-frames and a B-pyramid; mpeg4 without
+@pytest.mark.parametrize("audio", [True, False])
+def test_segments_join_in_every_container_with_and_without_b_frames(tmp_path, set5_dir, bsrn_s_export, ext, codec,
+                                                                    audio):
+    """Three segments of a 30-frame clip joined: every frame once, in order, at the clip's timestamps, and the
+    audio as in the input (Matroska's segments give their first packets no decode time: issue 22)."""
+    from bsrn_edge.apps.video import VideoOptions, join_segments, plan_segments, segment_path, upscale_segment
+    from bsrn_edge.bench.clips import write_pan_clip
+    from bsrn_edge.runtime import Upscaler
+
+    clip, joined = tmp_path / f"clip.{ext}", tmp_path / f"joined.{ext}"
+    times = write_pan_clip(clip, read_rgb(set5_dir / "img_001_SRF_4_HR.png"), 30, size=(48, 32), audio=audio)
+    spans = plan_segments(clip, 0.4)
+    assert len(spans) == 3
+    parts = [segment_path(joined, k) for k in range(3)]
+    up, options = Upscaler(bsrn_s_export.files["onnx"]), VideoOptions(codec=codec)
+    for part, span in zip(parts, spans):
+        upscale_segment(clip, part, up, span, options)
+    if codec == "libx264":  # the case that needs filled decode times: B-frames shown before they are decoded
+        with av.open(str(parts[1])) as c:
+            packets = [p for p in c.demux(video=0) if p.size]
+        assert any(a.pts > b.pts for a, b in zip(packets, packets[1:]))
+    report = join_segments(clip, parts, joined)
+    frames = _frames(joined)
+    assert report.frames == len(frames) == 30
+    assert [f.time for f in frames] == pytest.approx(times, abs=1e-3)
+    assert _audio(joined) == _audio(clip) if audio else report.audio_packets == 0
+
+
+def test_a_join_that_fails_in_any_way_fails_its_video_not_the_driver(tmp_path, monkeypatch):
+    """FFmpeg's own errors (av.error.ArgumentError is a ValueError) become the video's failed entry."""
+    from bsrn_edge.apps.distributed import segments
+    from bsrn_edge.apps.distributed.manifest import Entry
+    from bsrn_edge.apps.jobs import Job
+    from bsrn_edge.apps.video import segment_path
+
+    def invalid(*args):
+        raise ValueError("[Errno 22] Invalid argument: 'out.mkv'")
+
+    monkeypatch.setattr(segments, "join_segments", invalid)
+    job = Job(tmp_path / "in.mkv", tmp_path / "out.mkv", "video")
+    parts = [segment_path(job.dst, k) for k in range(2)]
+    joiner = segments.Joiner([segments.SplitVideo(job, [(Fraction(0), Fraction(1)), (Fraction(1), None)], parts)])
+    assert joiner.add(Entry(str(job.src), str(parts[0]), "done", worker="a:1"), None) is None
+    got = joiner.add(Entry(str(job.src), str(parts[1]), "done", worker="a:1"), None)
+    assert got == Entry(str(job.src), str(job.dst), "failed",
+                        "joining the 2 segments: ValueError: [Errno 22] Invalid argument: 'out.mkv'", "a:1")

@@ -7,7 +7,9 @@ The manifest (``bsrn-manifest.jsonl`` in the output folder) holds one JSON objec
 
 While a run goes, each result is appended as it arrives (a killed driver loses nothing it had been
 told); at the end the file is rewritten atomically with one line per input in plan order. Reading
-keeps the last line of each input and ignores lines that do not parse (a line torn by a kill).
+keeps the last line of each input and ignores lines that do not parse (a line torn by a kill). Neither
+ever writes through a symbolic link: the log opens with ``O_NOFOLLOW``, the rewrite renames into place,
+and a manifest that is a link is refused before the run (:func:`read_manifest`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pathlib import Path
 from typing import Iterable, Literal
 
 from bsrn_edge.errors import InputError
-from bsrn_edge.imageio import write_atomic
+from bsrn_edge.imageio import open_nofollow, write_atomic
 
 from ..jobs import Job
 
@@ -63,7 +65,11 @@ class Entry:
 
 
 def read_manifest(path: Path) -> dict[str, Entry]:
-    """The latest entry of each input in ``path``; empty when there is no manifest yet."""
+    """The latest entry of each input in ``path``; empty when there is no manifest yet. A manifest that is a
+    symbolic link is refused (an InputError): this run would write through it, outside ``-o``."""
+    if path.is_symlink():
+        raise InputError(f"{path}: is a symbolic link (to {os.readlink(path)}); bsrn-upscale writes its manifest "
+                         "itself and never through a link. Remove the link, or choose another -o")
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except FileNotFoundError:
@@ -102,8 +108,9 @@ class ManifestLog:
 
     def __init__(self, path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
-        torn = path.is_file() and _last_byte(path) not in (b"", b"\n")  # a driver killed mid-line
-        self._fh = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed by close()
+        fd = open_nofollow(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)  # never through a link planted there
+        torn = os.fstat(fd).st_size > 0 and _last_byte(path) not in (b"", b"\n")  # a driver killed mid-line
+        self._fh = open(fd, "a", encoding="utf-8")  # noqa: SIM115 - closed by close()
         if torn:
             self._fh.write("\n")
 

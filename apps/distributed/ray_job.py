@@ -32,8 +32,9 @@ import numpy as np
 
 from bsrn_edge._lazy import require
 from bsrn_edge.errors import InputError
+from bsrn_edge.imageio import set_run_token
 
-from ..batch import attempt
+from ..batch import attempt, video_runner
 from ..jobs import ImageOptions, Job
 from ..video import Span, VideoOptions
 from .manifest import STATUS_OF_OUTCOME, Entry
@@ -61,6 +62,7 @@ class WorkerOptions:
     image: ImageOptions = ImageOptions()
     video: VideoOptions = VideoOptions()
     segment_seconds: float = 60.0  # a longer video is upscaled in segments of this length (0: never)
+    run_token: str = ""  # the driver's (bsrn_edge.imageio.run_token): the workers' temporaries are its run's
 
 
 class UpscaleActor:
@@ -80,25 +82,20 @@ class UpscaleActor:
         self.force = o.force
         self.image = o.image
         self.video = o.video
+        self._videos = video_runner(o.video)
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
-
-    def _run_video(self, job: Job, up: Any, force: bool) -> str:
-        """One video file through ``upscale_video`` (atomic too); "skipped" when its output exists."""
-        from ..video import upscale_video
-
-        if job.refusal:
-            raise InputError(job.refusal)
-        if job.dst.exists() and not force:
-            return "skipped"
-        upscale_video(job.src, job.dst, up, self.video)
-        return "written"
+        if o.run_token:
+            set_run_token(o.run_token)  # temporaries named as the driver's, whose lock says the run is alive
 
     def _segment_runner(self, span: Span) -> Callable[[Job, Any, bool], str]:
-        """Runs one segment of a video (always written: a segment is a temporary of this run)."""
+        """Runs one segment of a video (always written: a segment is a temporary of this run); a segment whose
+        input ends before its container says fails, with the times (the video cannot be joined whole)."""
         from ..video import upscale_segment
 
         def run(job: Job, up: Any, force: bool) -> str:
-            upscale_segment(job.src, job.dst, up, span, self.video)
+            report = upscale_segment(job.src, job.dst, up, span, self.video)
+            if report.ended_early:
+                raise InputError(f"{job.src}: {report.ended_early}")
             return "written"
 
         return run
@@ -111,7 +108,7 @@ class UpscaleActor:
                                                        alphas, spans):
             job = Job(Path(str(src)), Path(str(dst)), str(fmt), str(refusal) or None, Path(str(alpha)) if alpha else None)
             segment = parse_span(str(span))
-            run = self._segment_runner(segment) if segment else self._run_video if job.fmt == VIDEO else None
+            run = self._segment_runner(segment) if segment else self._videos if job.fmt == VIDEO else None
             outcome, msg, stop = attempt(job, self.up, self.force, run, self.image)
             for key, value in (("input", src), ("output", dst), ("status", STATUS_OF_OUTCOME[outcome]), ("reason", msg),
                                ("stop", stop), ("worker", self.worker)):

@@ -21,6 +21,7 @@ from typing import Sequence
 from bsrn_edge.errors import BsrnEdgeError
 from bsrn_edge.imageio import remove_partials
 
+from ..batch import error_text
 from ..jobs import Job
 from ..video import Span, join_segments, plan_segments, segment_path
 from .manifest import Entry
@@ -121,8 +122,9 @@ class Joiner:
                                      f"segment {k + 1}/{n} ({_seconds(video.spans[k])}): {e.reason}", workers)
             join_segments(job.src, video.parts, job.dst)
             return Entry.for_job(job, "done", None, workers)
-        except (BsrnEdgeError, OSError) as exc:
-            return Entry.for_job(job, "failed", f"joining the {n} segments: {exc}", workers)
+        except Exception as exc:  # noqa: BLE001 - the video's failure (FFmpeg's errors too), never the driver's
+            what = str(exc) if isinstance(exc, (BsrnEdgeError, OSError)) else error_text(exc)
+            return Entry.for_job(job, "failed", f"joining the {n} segments: {what}", workers)
         finally:
             self._remove(video)
 

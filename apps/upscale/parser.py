@@ -89,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Flags follow Real-ESRGAN's inference_realesrgan.py (-i -o -n -s -t -g --fp32 --ext --suffix) and "
                "realesrgan-ncnn-vulkan (-m -f); see the README's 'Coming from Real-ESRGAN / chaiNNer'.")
     ap.add_argument("-i", "--input", required=True, type=Path,
-                    help="image file, folder or video file (with --ray also a glob or a text file of paths)")
+                    help="image file, video file or folder (searched recursively for images and videos, each output "
+                         "at its input's path relative to it; with --ray also a glob or a text file of paths)")
     ap.add_argument("-o", "--output", required=True, type=Path, help="output file (for one input) or folder")
     ap.add_argument("-m", "--model", "-n", "--model-name", dest="model", default=DEFAULT_MODEL,
                     help=f".onnx, .engine, checkpoint file or bundled name (default {DEFAULT_MODEL}, the bundled BSRN-S ×4)")
@@ -149,8 +150,8 @@ def _video_flags(ap: argparse.ArgumentParser) -> None:
 def _ray_flags(ap: argparse.ArgumentParser) -> None:
     ray = ap.add_argument_group("on a Ray cluster (pip install 'bsrn-edge[ray]')")
     ray.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
-                     help="run on Ray: ADDRESS, else $RAY_ADDRESS, else a new local Ray; -i may then be a folder "
-                          "(searched recursively), a glob or a text file of paths, -o a folder that gets a manifest")
+                     help="run on Ray: ADDRESS, else $RAY_ADDRESS, else a new local Ray; -i may then also be a glob or "
+                          "a text file of paths, -o a folder that gets a manifest")
     ray.add_argument("--actors", type=whole_number(1), help="model copies (default: one per GPU, else one per CPU)")
     ray.add_argument("--cpus-per-actor", type=whole_number(1),
                      help="CPUs (and ONNX Runtime threads) per CPU actor (default 1)")

@@ -22,7 +22,7 @@ from bsrn_edge._lazy import require
 from bsrn_edge.errors import InputError
 
 from .options import _MATRIX, _RANGE_MPEG, _SPC_BT709, _SPC_SMPTE170M, Span, VideoOptions, VideoReport
-from .probe import av_error
+from .probe import av_error, declared_end
 from .queues import End, Failed, Frame, put, time_text
 
 __all__ = ["Colour", "FrameWindow", "SegmentWindow", "AudioWindow", "DamageReport", "Decoder", "SegmentDecoder"]
@@ -202,6 +202,9 @@ class Decoder:
         self.first = True  # the next frame passed on is the first (it carries the display matrix)
         self.shift = 0  # the window's start in video time-base units, taken off every timestamp
         self.av_error = av_error(require("av"))
+        self.report = report
+        self.declared = declared_end(inp, self.video)
+        self.rate: Fraction | None = self.video.average_rate or self.video.guessed_rate
 
     def run(self) -> None:
         try:
@@ -209,12 +212,27 @@ class Decoder:
             if self.offset is None:
                 raise InputError(f"{self.inp.name}: --frames starts at frame {self.options.frames[0]} but the clip "
                                  f"has {self.index} frames; nothing was written")
+            if self.end is None:  # the input ran out before the window closed
+                self.report.ended_early = self._ended_early()
             put(self.out, End(self.audio.in_window(self.audio.held, self.offset, self.end)), self.stop)  # audio after the last frame
         except BaseException as exc:  # noqa: BLE001 - handed to the calling thread, which re-raises it
             put(self.out, Failed(exc), self.stop)
 
     def _packets(self) -> Any:
         return self.inp.demux(self.video, *self.audio_streams)
+
+    def _ended_early(self) -> str | None:
+        """Why the output is partial, when the last frame decoded ends well before the time the container
+        declares for the video (1½ frames of slack; ½ s more when only the whole file's duration is known)."""
+        if self.declared is None:
+            return None
+        end, own = self.declared
+        frame = 1 / self.rate if self.rate else Fraction(1, 25)
+        last = (self.last_pts * self.video.time_base + frame) if self.last_pts is not None else Fraction(0)
+        if end - last <= frame * 3 / 2 + (0 if own else Fraction(1, 2)):
+            return None
+        return (f"its frames end at {float(last):.3f} s but its container declares {float(end):.3f} s of video "
+                f"({self.index} frames decoded): the file is damaged or cut short")
 
     def _demux(self) -> None:
         packets = self._packets()

@@ -87,6 +87,10 @@ class VideoInfo:
     rate: Fraction | None
     audio: tuple[str, ...]
 
+    def starts_past_end(self, options: VideoOptions) -> bool:
+        """True when ``--frames A:`` starts at or past the frame count the container declares."""
+        return self.frames is not None and options.frames[0] >= self.frames
+
     def frames_to_run(self, options: VideoOptions) -> int | None:
         """How many frames ``options`` will upscale, when the container lets us know (for a progress bar)."""
         total = self.frames or (round(self.duration * self.rate) if self.duration and self.rate else None)
@@ -102,13 +106,15 @@ class VideoInfo:
 
 @dataclass
 class VideoReport:
-    """What :func:`upscale_video` wrote: frames and audio packets, and each damaged part it skipped."""
+    """What :func:`upscale_video` wrote: frames and audio packets, each damaged part it skipped, and (``ended_early``)
+    why the output is partial when the input's frames ran out before the time its container declares."""
 
     frames: int = 0
     audio_packets: int = 0
     codec: str = ""
     pix_fmt: str = ""
     damaged: list[str] = field(default_factory=list)
+    ended_early: str | None = None
 
 
 #: [from, to) seconds in the input's own time; to None: to the end

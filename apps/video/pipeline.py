@@ -18,6 +18,7 @@ the upscale just created. Choose ``yuv420p`` for players that cannot decode 4:4:
 
 from __future__ import annotations
 
+import errno
 import logging
 import queue
 import threading
@@ -100,6 +101,12 @@ def upscale_video(src: str | Path, dst: str | Path, up: Any, options: VideoOptio
     return write_video(src, dst, up, options, on_frame, on_damage, None)
 
 
+def _system_error(exc: BaseException) -> bool:
+    """An error of the system, not of FFmpeg's settings (a full disk, no permission): reported as a write
+    error, never answered with "try another container"."""
+    return isinstance(exc, OSError) and exc.errno not in (None, errno.EINVAL, errno.ENOSYS)
+
+
 def write_video(src: str | Path, dst: str | Path, up: Any, options: VideoOptions, on_frame: Callable[[], None] | None,
                 on_damage: Callable[[str], None] | None, span: Span | None) -> VideoReport:
     """:func:`upscale_video`, or with ``span`` :func:`~.segments.upscale_segment`."""
@@ -123,7 +130,7 @@ def write_video(src: str | Path, dst: str | Path, up: Any, options: VideoOptions
                 out.close()
             except Exception:  # noqa: BLE001 - the first error is the one to report; the file is removed
                 pass
-            if isinstance(exc, av_error(av)):
+            if isinstance(exc, av_error(av)) and not _system_error(exc):
                 raise InputError(f"{src} → {dst}: FFmpeg stopped ({exc}); nothing was written. Try .mkv, which "
                                  "holds any codec, or another --codec") from exc
             raise

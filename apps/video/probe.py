@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,7 @@ from .options import (
     VideoOptions,
 )
 
-__all__ = ["av_error", "open_input", "probe_video", "looks_like_video", "output_for", "default_codec", "encoder_settings"]
+__all__ = ["av_error", "open_input", "declared_end", "probe_video", "looks_like_video", "output_for", "default_codec", "encoder_settings"]
 
 
 def av_error(av: Any) -> type[Exception]:
@@ -48,6 +50,28 @@ def open_input(path: Path) -> Any:
     return container
 
 
+def _tag_seconds(text: str) -> Fraction | None:
+    """A Matroska ``DURATION`` tag (``HH:MM:SS.nnnnnnnnn``) in seconds."""
+    m = re.fullmatch(r"(\d+):(\d{2}):(\d{2}(?:\.\d+)?)", text.strip())
+    return None if m is None else int(m[1]) * 3600 + int(m[2]) * 60 + Fraction(m[3])
+
+
+def declared_end(container: Any, stream: Any) -> tuple[Fraction, bool] | None:
+    """(Where ``stream`` should end in seconds as its container declares it, True when the figure is the
+    stream's own: its duration, or a Matroska track's DURATION tag; False for the whole file's duration, which
+    may include a longer audio track); None when the container does not say."""
+    tb = stream.time_base
+    start = stream.start_time * tb if stream.start_time is not None and tb else Fraction(0)
+    if stream.duration and tb:
+        return start + stream.duration * tb, True
+    tagged = _tag_seconds(stream.metadata.get("DURATION", ""))
+    if tagged is not None:
+        return tagged, True
+    if container.duration:
+        return Fraction(container.duration, 1_000_000) + Fraction(container.start_time or 0, 1_000_000), False
+    return None
+
+
 def probe_video(path: str | Path) -> VideoInfo:
     """Open ``path``'s header and describe its first video stream; :class:`InputError` when it is no video."""
     path = Path(path)
@@ -62,7 +86,8 @@ def probe_video(path: str | Path) -> VideoInfo:
 
 def looks_like_video(path: str | Path) -> bool:
     """True when bsrn-upscale should treat ``path`` as a video: a file with a video suffix (a bad one
-    is then reported as such), or any other non-image file in which FFmpeg finds a video stream."""
+    is then reported as such), or any other non-image file in which FFmpeg finds a video stream. A media
+    file that holds only audio (an .m4a) is an :class:`InputError`: it is neither a video nor an image."""
     path = Path(path)
     if not path.is_file() or path.suffix.lower() in IMAGE_EXTENSIONS:
         return False
@@ -73,8 +98,21 @@ def looks_like_video(path: str | Path) -> bool:
     try:
         probe_video(path)
     except InputError:
+        _refuse_audio_only(path)
         return False
     return True
+
+
+def _refuse_audio_only(path: Path) -> None:
+    av = require("av")
+    try:
+        with av.open(str(path), mode="r") as c:
+            audio = [a.codec_context.name for a in c.streams.audio] if not c.streams.video else []
+    except (av_error(av), OSError, ValueError):
+        return
+    if audio:
+        raise InputError(f"{path}: holds only audio ({', '.join(audio)}), not a video; pass a video file (mp4, mov, "
+                         f"mkv, webm, …) or an image")
 
 
 def output_for(src: str | Path, dst: str | Path) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 from fractions import Fraction
 from pathlib import Path
@@ -16,7 +17,7 @@ from .options import Span, VideoOptions, VideoReport
 from .pipeline import write_video
 from .probe import av_error, open_input
 
-__all__ = ["segment_spans", "plan_segments", "segment_path", "upscale_segment", "join_segments"]
+__all__ = ["segment_spans", "plan_segments", "segment_path", "upscale_segment", "join_segments", "fill_dts"]
 
 
 def segment_spans(start: Fraction, duration: Fraction | None, seconds: float) -> list[Span]:
@@ -110,8 +111,53 @@ def _decode_time(packet: Any) -> Fraction:
     return ts * packet.time_base if ts is not None and packet.time_base else Fraction(0)
 
 
+_HEAD = 32  # packets read ahead at the start of each part: more than any H.264/HEVC reorder depth (16)
+
+
+def fill_dts(head: list[Any]) -> None:
+    """Give the first packets of a part the decode timestamps their container left out, in place.
+
+    Matroska stores only presentation times, and on reading FFmpeg cannot guess a decode time for the first
+    packets of a stream with B-frames (one, or two with a B-pyramid). In decode order the k-th packet decodes
+    at the k-th smallest presentation time less the reorder delay: the delay is the largest amount by which a
+    sorted time runs ahead of a packet's own, or what the first known decode time implies if that is more
+    (mp4 and mov store decode times; the first are negative). This is how ``ffmpeg -c copy`` fills them."""
+    if all(p.dts is not None for p in head):
+        return
+    pts = [p.pts for p in head]
+    if any(t is None for t in pts):
+        raise InputError("a segment packet has no timestamp; the segments cannot be joined without re-encoding")
+    srt = sorted(pts)
+    shift = max(0, *(s - t for s, t in zip(srt, pts)))
+    known = next(((i, p.dts) for i, p in enumerate(head) if p.dts is not None), None)
+    if known is not None:
+        shift = max(shift, srt[known[0]] - known[1])
+    for p, s in zip(head, srt):
+        if p.dts is None:
+            p.dts = s - shift
+
+
+class _Order:
+    """Keeps decode timestamps strictly increasing across the seams of the parts (a tick later than the last
+    when a part's first packets would go back), never after a packet's presentation time."""
+
+    def __init__(self) -> None:
+        self.last: int | None = None
+
+    def check(self, packet: Any, part: Path) -> Any:
+        if self.last is not None and packet.dts <= self.last:
+            packet.dts = self.last + 1
+        if packet.dts > packet.pts:
+            raise InputError(f"{part}: its frames overlap the previous segment's in decode order; the parts cannot "
+                             "be joined without re-encoding (run the command again to redo them)")
+        self.last = packet.dts
+        return packet
+
+
 def _part_packets(av: Any, parts: list[Path], extradata: bytes | None) -> Iterator[Any]:
-    """The video packets of each part in turn (a part is opened only while it is read)."""
+    """The video packets of each part in turn (a part is opened only while it is read), each with a decode
+    timestamp (:func:`fill_dts`), in one time base, decode times increasing throughout."""
+    order, time_base = _Order(), None
     for part in parts:
         try:
             c = av.open(str(part))
@@ -121,10 +167,12 @@ def _part_packets(av: Any, parts: list[Path], extradata: bytes | None) -> Iterat
             if not c.streams.video:
                 raise InputError(f"{part}: segment has no video stream; run the command again to redo it")
             v = c.streams.video[0]
-            if v.codec_context.extradata != extradata:
+            if v.codec_context.extradata != extradata or (time_base is not None and v.time_base != time_base):
                 raise InputError(f"{part}: segment encoded with other settings than {parts[0].name}; the parts "
                                  "cannot be joined without re-encoding (run the command again to redo them)")
-            for packet in c.demux(v):
-                if packet.size:
-                    yield packet
-
+            time_base = v.time_base
+            packets = (p for p in c.demux(v) if p.size)  # the empty packet at the end only flushes a decoder
+            head = list(itertools.islice(packets, _HEAD))
+            fill_dts(head)
+            for packet in itertools.chain(head, packets):
+                yield order.check(packet, part)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -46,8 +47,10 @@ def read_with_pillow(path: Path, max_pixels: int, png16: bool = False) -> Pictur
                 exif = tiff_exif(exif, Image)
     except InputError:
         raise
-    except Image.DecompressionBombError as exc:
-        raise bomb(path, str(exc)) from exc
+    except Image.DecompressionBombError as exc:  # over twice Pillow's own limit: refused before our check runs
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        raise bomb(path, f"{int(found[1]):,} px, more than {max_pixels:,}" if found else
+                   f"more than {max_pixels:,} px") from exc
     except (OSError, SyntaxError, ValueError) as exc:
         if isinstance(exc, FileNotFoundError):
             raise
