@@ -11,12 +11,12 @@ import contextlib
 import signal
 import sys
 import threading
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from bsrn_edge.errors import MissingDependencyError
 
 __all__ = ["EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_MISSING", "EXIT_INTERRUPTED", "EXIT_TERMINATED", "Terminated",
-           "terminate_raises", "interrupt_word", "interrupted_exit", "whole_number", "usage_error"]
+           "terminate_raises", "restore_sigterm", "interrupt_word", "interrupted_exit", "whole_number", "usage_error"]
 
 #: 0 success; 1 validation failed, a file could not be written or some inputs failed; 2 bad input found
 #: before any work; 3 a missing optional dependency; 130 interrupted (Ctrl-C); 143 terminated (SIGTERM),
@@ -46,6 +46,13 @@ def terminate_raises() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def restore_sigterm(handler: Any) -> None:
+    """Put ``handler`` back for SIGTERM after something replaced it (``ray.init`` installs one that exits 15 with no
+    summary); only the main thread can, and ``None`` (a handler not set from Python) is left alone."""
+    if handler is not None and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
 
 
 def interrupt_word(exc: KeyboardInterrupt) -> str:

@@ -196,8 +196,12 @@ def run_jobs(jobs: list[Job], up, force: bool, say, tally: Tally,  # type: ignor
     videos = video_runner(video, on_damage=say)
     for job in tqdm(jobs, desc="upscaling", unit="img", file=sys.stderr, disable=len(jobs) < 2):
         tiles = TileBar(job.src.name) if len(jobs) == 1 else None
+        before = [p.exists() for p in job.outputs]
         try:
             result = attempt(job, up, force, videos if job.fmt == VIDEO else None, options, tiles)
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM; an output renamed into place just before it is done: count it
+            tally.written += any(p.exists() and not b for p, b in zip(job.outputs, before))
+            raise
         finally:
             if tiles is not None:
                 tiles.close()

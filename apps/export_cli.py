@@ -9,6 +9,7 @@ from pathlib import Path
 
 from bsrn_edge.errors import BsrnEdgeError, InputError, MissingDependencyError, ValidationError
 from bsrn_edge.export.engine_cache import EngineProfile
+from bsrn_edge.meta import INT8_MAX_LOSS_DB
 
 from .args import EXIT_FAILED, EXIT_MISSING, EXIT_USAGE, whole_number
 
@@ -37,8 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="also write <stem>.int8.onnx (NNCF INT8, the layers measured most sensitive kept in float), "
                          "validated on OpenVINO against FP32 on Set5 and B100; with --onnx FILE, from that FP32 ONNX "
                          "(written beside it). Over --max-loss-db nothing is written and the exit code is 1")
-    ap.add_argument("--max-loss-db", type=_loss, default=0.1, metavar="DB",
-                    help="PSNR-Y that INT8 may lose against FP32 on the worse of Set5 and B100 (default 0.1)")
+    ap.add_argument("--max-loss-db", type=_loss, default=INT8_MAX_LOSS_DB, metavar="DB",
+                    help=f"PSNR-Y that INT8 may lose against FP32 on the worse of Set5 and B100 (default {INT8_MAX_LOSS_DB:g}; "
+                         "backend='auto' considers an INT8 model only within the default)")
     ap.add_argument("--min-tile", type=whole_number(1), help="smallest LR tile side of the engine profile (default 32)")
     ap.add_argument("--opt-tile", type=whole_number(1), help="LR tile side the engine is tuned for (default: the model's tile)")
     ap.add_argument("--max-tile", type=whole_number(1), help="largest LR tile side of the engine profile (default 256)")

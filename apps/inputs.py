@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import glob
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ __all__ = ["KNOWN", "Inputs", "absolute", "inside", "link_problem", "folder_inpu
 
 KNOWN = IMAGE_EXTENSIONS + VIDEO_EXTENSIONS
 _GLOB_CHARS = frozenset("*?[")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -70,14 +72,25 @@ def folder_inputs(root: Path, exclude: Path | None = None) -> list[Path]:
     """The images and videos in ``root`` and below it, absolute; ``exclude`` (the output folder) and what is
     under it left out unless it is ``root`` itself (then outputs are told apart by name: see ``plan_tree``)."""
     root = absolute(root)
-    skip = absolute(exclude) if exclude is not None else None
-    skip = None if skip == root else skip
+    skip = _inner(exclude, root)
     files = []
-    for folder, subfolders, names in os.walk(root):  # links to folders are not followed: no loops
+    for folder, subfolders, names in os.walk(root, onerror=_unreadable):  # links to folders not followed: no loops
         here = Path(folder)
         subfolders[:] = sorted(d for d in subfolders if not inside(here / d, skip))
         files += [here / n for n in names if _is_input(here / n)]
     return sorted(files)
+
+
+def _inner(exclude: str | os.PathLike[str] | None, root: Path) -> Path | None:
+    """The output folder when it lies inside the input folder ``root`` (then it is left out of the inputs); None when
+    it is ``root`` itself (outputs are then told apart by name) or outside it (an ``-o`` that holds ``-i`` excludes
+    nothing: the inputs are all under it)."""
+    skip = absolute(exclude) if exclude is not None else None
+    return skip if skip is not None and skip != root and inside(skip, root) else None
+
+
+def _unreadable(exc: OSError) -> None:
+    log.warning("%s: cannot read this folder (%s); its files are not inputs", exc.filename, exc.strerror or exc)
 
 
 def _glob_root(pattern: str) -> Path:
@@ -95,10 +108,12 @@ def _from_list(list_file: Path) -> list[Path]:
     entries = [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
     files = [absolute(list_file.parent / e) for e in entries]  # an absolute entry stays itself
     missing = [str(f) for f in files if not f.is_file() and link_problem(f) is None]
-    if missing:
-        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
-        raise InputError(f"{list_file}: {len(missing)} listed file(s) do not exist: {', '.join(missing[:3])}{more}. "
-                         f"Fix or remove those lines; nothing was written")
+    unknown = [str(f) for f in files if f.suffix.lower() not in KNOWN]
+    for what, bad in (("do not exist", missing), (f"are neither images nor videos ({', '.join(KNOWN)})", unknown)):
+        if bad:
+            more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+            raise InputError(f"{list_file}: {len(bad)} listed file(s) {what}: {', '.join(bad[:3])}{more}. "
+                             f"Fix or remove those lines; nothing was written")
     return files
 
 
@@ -111,14 +126,14 @@ def discover_inputs(spec: str | os.PathLike[str], exclude: str | os.PathLike[str
     """
     text = str(spec)
     path = Path(text)
-    skip = absolute(exclude) if exclude is not None else None
     if not path.exists() and not path.is_symlink() and _GLOB_CHARS & set(text):
         root = _glob_root(text)
+        skip = _inner(exclude, root)
         found = [absolute(m) for m in glob.glob(text, recursive=True)]
-        files = [f for f in found if _is_input(f) and not (inside(f, skip) and skip != root)]
+        files = [f for f in found if _is_input(f) and not inside(f, skip)]
         what = f"{text}: the pattern matches no images or videos ({', '.join(KNOWN)})"
     elif path.is_dir():
-        root, files = absolute(path), folder_inputs(path, skip)
+        root, files = absolute(path), folder_inputs(path, exclude)
         what = f"{path}: no images or videos in this folder or below it ({', '.join(KNOWN)})"
     elif path.suffix.lower() in KNOWN and (path.is_file() or path.is_symlink()):
         root, files, what = absolute(path.parent), [absolute(path)], ""

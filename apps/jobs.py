@@ -56,7 +56,7 @@ class Job:
             return False
         try:
             return has_transparency(read_image(self.src, max_pixels=max_pixels).pixels)
-        except BsrnEdgeError:  # unreadable now: let the run report it
+        except (BsrnEdgeError, OSError):  # unreadable now: let the run report it, naming the input
             return False
 
 
@@ -211,7 +211,11 @@ def plan_tree(inputs: Inputs, out_dir: str | os.PathLike[str], fmt: str | None, 
         if len(kept) == len(files) or not kept:
             break
         files = kept
-    return refuse_inputs([_checked(j, out) for j in jobs], files)
+    planned = refuse_inputs([_checked(j, out) for j in jobs], files)
+    if planned and all(j.dst.resolve() == j.src.resolve() for j in planned):
+        raise InputError(f"-o {out_dir}: every output would be written over its own input (-o is -i and the names are "
+                         f"the same); add --suffix (e.g. --suffix x4) or choose another -o. Nothing was written")
+    return planned
 
 
 def plan_jobs(src: Path, dst: Path, ext: str | None, suffix: str = "") -> list[Job]:

@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 def cache_root() -> Path:
     """``$BSRN_EDGE_CACHE``, else ``$XDG_CACHE_HOME/bsrn-edge`` (``~/.cache/bsrn-edge``)."""
     base = os.environ.get("BSRN_EDGE_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", str(Path.home() / ".cache")), "bsrn-edge")
+        os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache"), "bsrn-edge")  # an empty variable is unset
     return Path(base)
 
 
@@ -44,11 +44,16 @@ def read_record(kind: str, key: str) -> dict[str, Any] | None:
 def write_record(kind: str, key: str, record: dict[str, Any]) -> None:
     """Write the record atomically (a reader never sees half of it); a cache that cannot be written is only logged."""
     path = _record_path(kind, key)
+    tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
         with os.fdopen(fd, "w") as fh:
             json.dump(record, fh, indent=1)
         os.replace(tmp, path)
-    except OSError as exc:
+        tmp = None
+    except (OSError, TypeError, ValueError) as exc:  # TypeError/ValueError: a value JSON cannot hold
         log.warning("could not cache %s in %s (%s); it will be measured again next time", kind, path.parent, exc)
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)

@@ -73,8 +73,9 @@ def package_version(module: str) -> str:
 def physical_cores() -> int:
     """Physical cores usable by this process (hyper-threads share one FPU, so more threads only add contention).
 
-    Counts distinct (physical id, core id) pairs in ``/proc/cpuinfo``, capped by :func:`usable_cores`;
-    where that file is missing, half the logical cores (at least 1).
+    Counts distinct (physical id, core id) pairs in ``/proc/cpuinfo``, capped by :func:`usable_cores`; where the
+    file is missing or names no cores (ARM boards: Jetson, Raspberry Pi, which have no hyper-threads), the
+    usable cores.
     """
     try:
         with open(_CPUINFO) as fh:
@@ -92,4 +93,4 @@ def physical_cores() -> int:
                 return min(len(pairs), usable_cores())
     except OSError:
         pass
-    return max(1, (os.cpu_count() or 2) // 2)
+    return usable_cores()

@@ -13,7 +13,7 @@ from .errors import InputError
 if TYPE_CHECKING:  # pragma: no cover
     from .sizes import SizeRequirements
 
-__all__ = ["ModelMeta", "META_PREFIX", "NONFINITE_OUTPUT", "BF16_LOSS", "BF16_MAX_LOSS_DB"]
+__all__ = ["ModelMeta", "META_PREFIX", "NONFINITE_OUTPUT", "BF16_LOSS", "BF16_MAX_LOSS_DB", "INT8_LOSS", "INT8_MAX_LOSS_DB"]
 
 META_PREFIX = "bsrn_edge."
 #: The second output of a uint8-I/O graph: float32 1×1×1×1, 1.0 when any value of the network's float
@@ -24,6 +24,11 @@ NONFINITE_OUTPUT = "nonfinite"
 #: when it is at most :data:`BF16_MAX_LOSS_DB`.
 BF16_LOSS = META_PREFIX + "bf16_loss_db"
 BF16_MAX_LOSS_DB = 0.03
+#: INT8 graphs' metadata key for the PSNR-Y lost against FP32 at export (dB); ``bsrn-export --int8`` refuses more
+#: than its ``--max-loss-db``, whose default is :data:`INT8_MAX_LOSS_DB`, and ``backend="auto"`` considers an INT8
+#: sibling only within that default (one exported with a larger budget runs when asked for by name only).
+INT8_LOSS = META_PREFIX + "int8_loss_db"
+INT8_MAX_LOSS_DB = 0.1
 
 
 @dataclass(frozen=True)
@@ -39,7 +44,7 @@ class ModelMeta:
     overlap: int
     checkpoint_sha256: str
     exporter_version: str
-    precision: str = "fp32"  # fp32 | fp16
+    precision: str = "fp32"  # fp32 | fp16 | int8
     io_dtype: str = "float32"  # float32 | float16
     input_range: float = 1.0
     #: the graph's pixel I/O: "float" = N×3×H×W float in [0, 1] (``io_dtype``); "uint8" = N×H×W×3 uint8 RGB

@@ -205,8 +205,9 @@ class _Search:
         return max(self.ref_psnr[k] - self._psnr([self.run(x, mask) for x in xs], hr) for k, (xs, hr) in self.sets.items())
 
     def fewest_kept(self, order: np.ndarray, budget: float) -> tuple[int, float]:
-        """The fewest layers kept in float (most sensitive first) for a loss within ``budget`` (bisection), and that loss."""
-        lo, hi, best = 0, len(self.layers), 0.0
+        """The fewest layers kept in float (most sensitive first) for a loss within ``budget`` (bisection), and that
+        loss (NaN when no count was measured within it: every layer would have to stay in float)."""
+        lo, hi, best = 0, len(self.layers), float("nan")
         while lo < hi:
             mid = (lo + hi) // 2
             loss = self.loss(order, mid)
@@ -244,13 +245,14 @@ def quantize_int8(fp32: "onnx.ModelProto", calib: Sequence[np.ndarray], search: 
     order = np.argsort(-sens, kind="stable")
     all_int8 = s.loss(order, 0)
     kept, loss = s.fewest_kept(order, budget)
+    reached = f"→ {loss:.3f} dB on the search images" if loss == loss else "still over the budget on the search images"
     report(f"int8: {len(layers)} layers quantised by NNCF on {len(calib_crops)} calibration crops; all in INT8 they lose "
-           f"{all_int8:.3f} dB; the {kept} most sensitive kept in float → {loss:.3f} dB on the search images")
+           f"{all_int8:.3f} dB; the {kept} most sensitive kept in float {reached}")
     names = [layers[j] for j in order[:kept]]
     record: dict[str, Any] = {
         "budget_db": budget, "layers": len(layers), "calibration_crops": len(calib_crops), "calibration_side": CALIB_SIDE,
         "search_images": {k: len(v) for k, v in search.items()}, "search_side": SEARCH_SIDE,
-        "all_int8_search_loss_db": all_int8, "search_loss_db": loss,
+        "all_int8_search_loss_db": all_int8, "search_loss_db": loss if loss == loss else None,
         "sensitivity_mse": {layers[j]: float(sens[j]) for j in order},
         "kept_in_float": names, "quantised": [n for n in layers if n not in names],
         "machine": {"cpu": cpu_model(), "isa": cpu_isa(), "nncf": package_version("nncf"),

@@ -21,7 +21,7 @@ from bsrn_edge._lazy import available, require
 from bsrn_edge.artifacts import artifact_name, parse_artifact, sibling
 from bsrn_edge.errors import InputError, ValidationError
 from bsrn_edge.imageio import IMAGE_EXTENSIONS, write_atomic
-from bsrn_edge.meta import BF16_LOSS, META_PREFIX, ModelMeta
+from bsrn_edge.meta import BF16_LOSS, INT8_LOSS, INT8_MAX_LOSS_DB, META_PREFIX, ModelMeta
 
 from .engine_cache import EngineProfile
 
@@ -49,7 +49,7 @@ class ExportOptions:
     force: bool = False
     opset: int = 17
     int8: bool = False  # also write <stem>.int8.onnx (NNCF QDQ, sensitive layers in float), within max_loss_db of FP32
-    max_loss_db: float = 0.1
+    max_loss_db: float = INT8_MAX_LOSS_DB
 
 
 @dataclass
@@ -256,11 +256,12 @@ def _int8_work(fp32: "onnx.ModelProto", meta: ModelMeta, ref: "Reference", calib
     calib, search = _int8_images(meta.scale, calib_files)
     res = quantize_int8(fp32, calib, search, validation_sets(ref), meta.scale, budget, report)
     if not res.passed or res.model is None:
-        err = ValidationError(f"nothing written: {name}: {res.reason}")
+        err = ValidationError(f"{name}: {res.reason}. Nothing was written (no file of this export, not only the INT8 one): "
+                              f"run again without --int8, or with a larger --max-loss-db to accept the loss")
         err.record = res.record  # type: ignore[attr-defined]
         raise err
     set_metadata(res.model, replace(meta, precision="int8"))
-    set_prop(res.model, META_PREFIX + "int8_loss_db", f"{res.record['loss_db']:.4f}")
+    set_prop(res.model, INT8_LOSS, f"{res.record['loss_db']:.4f}")
     set_prop(res.model, META_PREFIX + "int8_budget_db", f"{budget:g}")
     report("int8: OpenVINO INT8 against its FP32: " + ", ".join(f"{k} {v['loss_db']:+.3f} dB" for k, v in
                                                                   res.record["validation"].items())

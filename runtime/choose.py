@@ -16,8 +16,10 @@ import functools
 import logging
 import os
 import statistics
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -26,7 +28,7 @@ from bsrn_edge.artifacts import sibling
 from bsrn_edge.cache import read_record, record_key, write_record
 from bsrn_edge.checkpoint import sha256_file
 from bsrn_edge.hostinfo import cpu_isa, cpu_model, package_version
-from bsrn_edge.meta import BF16_LOSS, BF16_MAX_LOSS_DB
+from bsrn_edge.meta import BF16_LOSS, BF16_MAX_LOSS_DB, INT8_LOSS, INT8_MAX_LOSS_DB
 
 __all__ = ["choose", "candidates", "pick", "DEFAULT", "MARGIN"]
 
@@ -34,6 +36,7 @@ log = logging.getLogger(__name__)
 
 Engine = tuple[str, str]  # (backend, precision)
 DEFAULT: Engine = ("onnxruntime", "fp32")
+ALL_ENGINES = (DEFAULT, ("openvino", "fp32"), ("openvino", "bf16"), ("openvino", "int8"))
 MARGIN, ROUNDS = 1.1, 3
 
 
@@ -51,7 +54,8 @@ def candidates(path: Path) -> list[Engine]:
         out.append(("openvino", "fp32"))
         if native_bf16() and float(read_onnx_props(path).get(BF16_LOSS, "inf")) <= BF16_MAX_LOSS_DB:
             out.append(("openvino", "bf16"))
-        if sibling(path, precision="int8").is_file():
+        int8 = sibling(path, precision="int8")
+        if int8.is_file() and float(read_onnx_props(int8).get(INT8_LOSS, "inf")) <= INT8_MAX_LOSS_DB:
             out.append(("openvino", "int8"))
     return out
 
@@ -68,28 +72,42 @@ def pick(medians: dict[Engine, float], tile: int) -> tuple[Engine, str]:
 
 
 def _time_engines(path: Path, engines: list[Engine], threads: int | None) -> tuple[dict[Engine, float], int]:
-    """Median seconds of each engine on one tile of the model's own size, the engines interleaved; and the side."""
+    """Median seconds of each engine on one tile of the model's own size, the engines interleaved; and the side.
+    An engine that cannot open or run this model (OpenVINO compiles on first use) is dropped with a warning."""
     from .open import open_backend
 
-    opened = {}
-    for e in engines:
-        try:
-            opened[e] = open_backend(path, e[0], "cpu", e[1], threads)  # type: ignore[arg-type]
-        except Exception as exc:  # noqa: BLE001 - an optional engine that cannot open this model is not a candidate
-            log.warning("bsrn-edge: %s %s cannot run %s (%s); not a candidate", *e, path.name, exc)
-    meta = next(iter(opened.values())).meta
-    ramp = np.linspace(0.0, 1.0, meta.tile * meta.tile * 3, dtype=np.float32).reshape(meta.tile, meta.tile, 3)
-    x = (ramp * 255).astype(np.uint8)[None] if meta.pixels == "uint8" else ramp.transpose(2, 0, 1)[None].copy()
-    times: dict[Engine, list[float]] = {e: [] for e in opened}
-    for k in range(ROUNDS + 1):  # round 0 compiles and warms up
-        for e, backend in opened.items():
-            t0 = time.perf_counter()
-            backend.infer(x)
-            if k:
-                times[e].append(time.perf_counter() - t0)
-    for backend in opened.values():
-        backend.close()
-    return {e: statistics.median(t) for e, t in times.items()}, meta.tile
+    opened: dict[Engine, Any] = {}
+    times: dict[Engine, list[float]] = {}
+    try:
+        for e in engines:
+            try:
+                opened[e] = open_backend(path, e[0], "cpu", e[1], threads)  # type: ignore[arg-type]
+            except Exception as exc:  # noqa: BLE001 - an optional engine that cannot open this model is not a candidate
+                log.warning("bsrn-edge: %s %s cannot run %s (%s); not a candidate", *e, path.name, exc)
+        if not opened:
+            return {}, 0
+        meta = next(iter(opened.values())).meta
+        ramp = np.linspace(0.0, 1.0, meta.tile * meta.tile * 3, dtype=np.float32).reshape(meta.tile, meta.tile, 3)
+        x = (ramp * 255).astype(np.uint8)[None] if meta.pixels == "uint8" else ramp.transpose(2, 0, 1)[None].copy()
+        times = {e: [] for e in opened}
+        for k in range(ROUNDS + 1):  # round 0 compiles and warms up
+            for e in [e for e in opened if e in times]:
+                t0 = time.perf_counter()
+                try:
+                    opened[e].infer(x)
+                except Exception as exc:  # noqa: BLE001 - as above, found on the first run
+                    log.warning("bsrn-edge: %s %s failed on %s (%s); not a candidate", *e, path.name, exc)
+                    del times[e]
+                    continue
+                if k:
+                    times[e].append(time.perf_counter() - t0)
+        return {e: statistics.median(t) for e, t in times.items()}, meta.tile
+    finally:
+        for backend in opened.values():
+            backend.close()
+
+
+_TIMING = threading.Lock()  # two threads meeting a model at once time it once, and not against each other
 
 
 @functools.lru_cache(maxsize=32)
@@ -102,8 +120,10 @@ def _choose(path: Path, stamp: tuple[int, int], threads: int | None) -> tuple[st
     int8 = sibling(path, precision="int8")
     key = record_key(cpu=cpu_model(), isa=cpu_isa(), threads=threads, model=sha256_file(path),
                      int8=sha256_file(int8) if int8.is_file() else None, versions={m: package_version(m) for m in installed})
-    record = read_record("engine-choice", key)
-    if record is None:
+    with _TIMING:
+        record = read_record("engine-choice", key)
+        if record is not None and _valid(record):
+            return record["backend"], record["precision"], record["why"] + "; cached"
         engines = candidates(path)
         if len(engines) < 2:  # the other engine does not import, or cannot run this model
             b, p = engines[0] if engines else DEFAULT
@@ -111,12 +131,19 @@ def _choose(path: Path, stamp: tuple[int, int], threads: int | None) -> tuple[st
         log.warning("bsrn-edge: timing %s once on this CPU (%s); the choice is kept under the cache root",
                     path.name, ", ".join(" ".join(e) for e in engines))
         medians, tile = _time_engines(path, engines, threads)
+        if len(medians) < 2:  # the others failed on this model: nothing to compare, and nothing worth keeping
+            b, p = next(iter(medians), DEFAULT)
+            return b, p, f"auto: {b} {p}, the only engine that ran {path.name} here"
         (b, p), why = pick(medians, tile)
         record = {"backend": b, "precision": p, "why": why, "medians_s": {" ".join(e): t for e, t in medians.items()}}
         write_record("engine-choice", key, record)
-    else:
-        record["why"] += "; cached"
-    return record["backend"], record["precision"], record["why"]
+    return b, p, why
+
+
+def _valid(record: Any) -> bool:
+    """A cached choice this version can use (a hand-edited or older record is measured again)."""
+    return (isinstance(record, dict) and all(isinstance(record.get(k), str) for k in ("backend", "precision", "why"))
+            and (record["backend"], record["precision"]) in ALL_ENGINES)
 
 
 def choose(path: Path, threads: int | None = None) -> tuple[str, str, str]:

@@ -9,6 +9,7 @@ and each finished block of rows comes down once, already converted to the caller
 from __future__ import annotations
 
 import logging
+import threading
 from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
@@ -78,7 +79,7 @@ class DeviceTiler:
         # the error to raise when a batch's output holds NaN or inf (given the batch's input shape)
         self.nonfinite = nonfinite or (lambda shape: NonFiniteOutputError(
             f"{backend.name}: the network produced NaN or infinite values for tiles {'×'.join(map(str, shape))}"))
-        self._stream = None if self.tensor_net else backend.device.stream()  # run_device's stream, made once
+        self._local = threading.local()  # run_device's stream, one per thread (a backend keys its flag on it)
 
     def _reader(self, img: Any, plane: str, peak: float, is_float: bool) -> Callable[[int, int, int, int], Any]:
         torch = self.torch
@@ -110,7 +111,10 @@ class DeviceTiler:
         s = backend.meta.scale
         u8 = x.mul(255.0).round_().clamp_(0.0, 255.0).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
         out = torch.empty((n, h * s, w * s, 3), dtype=torch.uint8, device=self.dev)
-        dev, stream = backend.device, self._stream
+        dev = backend.device
+        stream = getattr(self._local, "stream", None)
+        if stream is None:
+            stream = self._local.stream = dev.stream()
         if self.dev.type == "cuda":
             torch.cuda.current_stream(self.dev).synchronize()  # the tiles are cut on PyTorch's stream
         finite = backend.run_device(u8, out, stream)
@@ -145,22 +149,23 @@ class DeviceTiler:
         return write
 
     def run(self, a: np.ndarray, plane: str, out: np.ndarray, plan: TilePlan, crop: tuple[int, int], batch: int,
-            out_plane: str | None = None) -> None:
+            out_plane: str | None = None, progress: Callable[[int, int], None] | None = None) -> None:
         """Upscale plane ``plane`` of the H×W[×C] image ``a`` into plane ``out_plane`` (default: the same) of
-        ``out``; rows and columns beyond ``crop`` are dropped."""
+        ``out``; rows and columns beyond ``crop`` are dropped. ``progress(done, total)`` hears of the tiles."""
         torch = self.torch
         src = np.require(a if a.dtype != np.uint16 else a.astype(np.int32), requirements=["C", "W"])  # no uint16 in torch
         img = torch.from_numpy(src).to(self.dev)
         read = self._reader(img, plane, float(DTYPES[a.dtype]), a.dtype == np.float32)
         infer = self._tensor_infer if self.tensor_net else self._pixel_infer
-        banded_apply(infer, read, plan, self._writer(out, out_plane or plane, crop), batch=batch, ops=self.ops)
+        banded_apply(infer, read, plan, self._writer(out, out_plane or plane, crop), batch=batch, ops=self.ops,
+                     progress=progress)
 
     def run_planned(self, a: np.ndarray, plane: str, out: np.ndarray, out_plane: str, crop: tuple[int, int],
-                    tile: int | None, policy: TilePolicy) -> None:
+                    tile: int | None, policy: TilePolicy, progress: Callable[[int, int], None] | None = None) -> None:
         """:meth:`run` with ``policy``'s plan for ``tile``; out of GPU memory, once more with half the tile."""
         ph, pw = a.shape[:2]
         try:
-            self.run(a, plane, out, policy.plan(ph, pw, tile), crop, policy.batch, out_plane)
+            self.run(a, plane, out, policy.plan(ph, pw, tile), crop, policy.batch, out_plane, progress=progress)
         except Exception as exc:  # noqa: BLE001 - only out-of-memory is retried
             if not is_out_of_memory(exc):
                 raise
@@ -168,4 +173,4 @@ class DeviceTiler:
             log.warning("%s: out of GPU memory with %s; retrying once with %d-pixel tiles", policy.meta.variant,
                         f"{tile}-pixel tiles" if tile else "the whole image", smaller)
             self.torch.cuda.empty_cache()
-            self.run(a, plane, out, policy.plan(ph, pw, smaller), crop, policy.batch, out_plane)
+            self.run(a, plane, out, policy.plan(ph, pw, smaller), crop, policy.batch, out_plane, progress=progress)

@@ -48,7 +48,7 @@ class _Slot:
     h_out: np.ndarray
     stream: Any
     done: Any = None
-    finite: Any = None  # what run_device returned: a device bool, or None when the backend cannot tell
+    finite: Any = None  # what run_device returned: a FiniteFlag (read after the slot's work), or None when unknown
 
 
 class FramePipeline:

@@ -8,9 +8,10 @@ from typing import Literal
 
 from bsrn_edge._lazy import available
 from bsrn_edge.artifacts import parse_artifact, sibling
-from bsrn_edge.errors import InputError
+from bsrn_edge.errors import InputError, MissingDependencyError
 
 from .backends.base import Backend
+from .model_info import read_engine_props
 
 __all__ = ["open_backend", "BackendName", "DeviceName", "Precision"]
 
@@ -91,6 +92,23 @@ def _openvino(path: Path, device: str, precision: str, threads: int | None) -> B
     return OpenVINOBackend(_pick_onnx(path, precision, device), device=ov_device, precision=hint, threads=threads)
 
 
+def _tensorrt(path: Path, device: str, precision: str) -> Backend:
+    if path.suffix.lower() != ".engine":
+        raise InputError(f"{path}: the tensorrt backend needs an .engine file (bsrn-export --onnx FILE --engine)")
+    if device == "cpu":
+        raise InputError(f"{path}: TensorRT engines run on a CUDA GPU only; use the .onnx on the CPU")
+    if device.startswith("cuda:") and device != "cuda:0":
+        raise InputError(f"{path}: this runtime opens TensorRT engines on the first visible GPU; to use "
+                         f"{device}, run with CUDA_VISIBLE_DEVICES={device[5:]} and device 'cuda'")
+    built = read_engine_props(path).get("bsrn_edge.precision", "fp32")
+    if precision not in ("auto", built):  # an engine has one precision, fixed when it was built
+        raise InputError(f"{path}: a {built} engine, but {precision} was asked for; build a {precision} engine with "
+                         f"bsrn-export --onnx <the {precision} .onnx> --engine, or pass that engine")
+    from .backends.tensorrt import TensorRTBackend
+
+    return TensorRTBackend(path)
+
+
 def open_backend(model: str | Path, backend: BackendName = "auto", device: DeviceName | str = "auto",
                  precision: Precision | str = "auto", threads: int | None = None) -> Backend:
     """Open ``model`` (.onnx, .engine, checkpoint file or bundled name) with the requested backend.
@@ -129,19 +147,10 @@ def open_backend(model: str | Path, backend: BackendName = "auto", device: Devic
 
         return OnnxRuntimeBackend(_pick_onnx(path, precision, device), device=device, threads=threads)
     if backend == "tensorrt":
-        if suffix != ".engine":
-            raise InputError(f"{model}: the tensorrt backend needs an .engine file (bsrn-export --onnx FILE --engine)")
-        if device == "cpu":
-            raise InputError(f"{model}: TensorRT engines run on a CUDA GPU only; use the .onnx on the CPU")
-        if str(device).startswith("cuda:") and str(device) != "cuda:0":
-            raise InputError(f"{model}: this runtime opens TensorRT engines on the first visible GPU; to use "
-                             f"{device}, run with CUDA_VISIBLE_DEVICES={str(device)[5:]} and device 'cuda'")
-        from .backends.tensorrt import TensorRTBackend
-
-        return TensorRTBackend(path)
+        return _tensorrt(path, device, precision)
     if backend == "torch":
         if not available("torch"):
-            raise InputError(
+            raise MissingDependencyError(
                 f"{model}: checkpoints and bundled names need the optional PyTorch backend "
                 f"(pip install 'bsrn-edge[export]'), or export an .onnx first with bsrn-export"
             )

@@ -1,7 +1,8 @@
 """The tile policy: from a memory budget and an image size to a tile plan, on the CPU and on a GPU.
 
 Pure arithmetic over the model's metadata and the backend's limits; the only thing it asks the
-outside world is the free device memory, through ``free_memory`` (on a GPU), once per image size.
+outside world is the free device memory, through ``free_memory`` (on a GPU): once per image that
+:meth:`TilePolicy.tile_for` plans, and once per frame size for :meth:`TilePolicy.whole` (cached).
 """
 
 from __future__ import annotations

@@ -38,12 +38,14 @@ Progress = Callable[[int, int], None]
 
 
 class Upscaler:
-    """Upscale images with a BSRN model on ONNX Runtime (default), TensorRT or PyTorch.
+    """Upscale images with a BSRN model on ONNX Runtime, OpenVINO, TensorRT or PyTorch.
 
-    ``device`` / ``precision`` choose where and how any backend kind runs (see :func:`open_backend`).
-    On a GPU, frames stay on the device from the uint8 upload to the uint8 download
-    (:class:`~bsrn_edge.runtime.frames.FramePipeline`), and large images are tiled and blended on the
-    device when the backend is PyTorch.
+    ``backend="auto"`` (the default) runs an ``.onnx`` on the CPU engine measured fastest for it here
+    (ONNX Runtime FP32 unless OpenVINO is installed and clearly faster: :mod:`~bsrn_edge.runtime.choose`), an
+    ``.engine`` on TensorRT and a checkpoint on PyTorch. ``device`` / ``precision`` choose where and how any
+    backend kind runs (see :func:`open_backend`). On a GPU, frames stay on the device from the uint8 upload to
+    the uint8 download (:class:`~bsrn_edge.runtime.frames.FramePipeline`), and large images are tiled and
+    blended on the device when PyTorch is installed (any GPU backend with a uint8-I/O model, or PyTorch itself).
 
     ``tile``: ``"auto"`` runs whole images whose activations fit the memory budget (``memory_mb`` on the
     host; half the GPU's free memory on a GPU) and tiles the rest with the model's recommended tile
@@ -171,8 +173,14 @@ class Upscaler:
         ph, pw = src.shape[:2]
         tile = self.policy.tile_for(ph, pw)
         if self._tiler is not None:
-            self._tiler.run_planned(src, plane_src, out, plane, crop, tile, self.policy)
-            return
+            try:
+                self._tiler.run_planned(src, plane_src, out, plane, crop, tile, self.policy, progress)
+                return
+            except NonFiniteOutputError:
+                if self._net.fp32_path is None:
+                    raise
+                log.warning("%s: a tile was not finite on %s; this plane again on the host path, which falls back "
+                            "to %s", self.meta.variant, self.backend.name, self._net.fp32_path.name)
         banded_apply(self._float_infer, window_reader(src, plane_src), self.policy.plan(ph, pw, tile),
                      row_writer(out, plane, crop), batch=self.policy.batch, progress=progress)
 
@@ -209,6 +217,9 @@ class Upscaler:
         if self._frames is not None:
             self._frames.run(src, dst)
             return out
+        if self._pixels == "uint8":  # a uint8-I/O model without a device path: its pixels straight in and out
+            self._net.infer_into(src[None], dst[None])
+            return out
         x, y = self._frame_buffers(frame.shape)
         to_nchw(src, out=x)
         self._net.infer_into(x, y)
@@ -234,10 +245,10 @@ class Upscaler:
 
         if self._frames is not None and self.policy.whole(*first.shape[:2]):
             if self.channel_order == "rgb":
-                yield from self._frames.stream(chained())
+                yield from self._frames.stream(self._whole_frames(chained()))
                 return
             bgr: np.ndarray | None = None  # one reused buffer, contiguous so OpenCV can draw on it
-            for rgb in self._frames.stream(self._as_rgb(f) for f in chained()):
+            for rgb in self._frames.stream(self._as_rgb(f) for f in self._whole_frames(chained())):
                 if bgr is None or bgr.shape != rgb.shape:
                     bgr = np.empty_like(rgb)
                 np.copyto(bgr, rgb[..., ::-1])
@@ -249,6 +260,15 @@ class Upscaler:
             if out is None or out.shape != want:
                 out = np.empty(want, np.uint8)
             yield self.upscale_into(frame, out)
+
+    def _whole_frames(self, frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        """``frames``, each checked to run whole on the device path (a later frame of another size may not)."""
+        for frame in frames:
+            check_frame(frame)
+            if not self.policy.whole(*frame.shape[:2]):
+                raise InputError(f"stream(): a {frame.shape[1]}×{frame.shape[0]} frame is too large to run whole here "
+                                 f"({self.backend.name}, memory budget or engine profile); upscale() tiles it")
+            yield frame
 
     def close(self) -> None:
         """Free the backend's sessions, contexts and buffers (and the FP32 fallback's); ``with Upscaler(...)`` calls it."""

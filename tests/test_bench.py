@@ -312,7 +312,12 @@ def test_physical_cores_counts_core_ids_not_hyperthreads(tmp_path, monkeypatch):
     monkeypatch.setattr(hostinfo, "usable_cores", lambda: 3)  # affinity caps it
     assert hostinfo.physical_cores() == 3
     monkeypatch.setattr(hostinfo, "_CPUINFO", str(tmp_path / "absent"))
-    assert hostinfo.physical_cores() >= 1 and hostinfo.cpu_model()
+    assert hostinfo.physical_cores() == 3 and hostinfo.cpu_model()  # no file: the usable cores
+    arm = tmp_path / "arm"  # an ARM board's cpuinfo names processors, not cores (no hyper-threads)
+    arm.write_text("".join(f"processor\t: {i}\nBogoMIPS\t: 108.00\nCPU part\t: 0xd08\n\n" for i in range(4)))
+    monkeypatch.setattr(hostinfo, "_CPUINFO", str(arm))
+    monkeypatch.setattr(hostinfo, "usable_cores", lambda: 4)
+    assert hostinfo.physical_cores() == 4  # not half of them
 
 
 def test_cpu_flags_and_the_isa_that_decides_the_kernels(tmp_path, monkeypatch):

@@ -157,3 +157,69 @@ def test_auto_on_real_engines_picks_caches_and_shows_in_the_header(bsrn_s_export
 
     out = np.asarray(Image.open(tmp_path / "out.png"))
     assert out.shape == (lr_images[1].shape[0] * 4, lr_images[1].shape[1] * 4, 3)
+
+
+def test_a_damaged_cached_choice_is_measured_again(fake):
+    model, calls, state = fake
+    choose.choose(model)
+    record = next(cache_root().glob("engine-choice/*.json"))
+    record.write_text(json.dumps({"backend": "openvino"}))  # hand-edited, or from another version: not usable
+    choose._choose.cache_clear()
+    assert choose.choose(model)[:2] == BF16 and len(calls) == 2
+
+
+def test_engines_that_fail_while_timed_are_dropped_and_a_lone_survivor_is_not_cached(tmp_path, monkeypatch):
+    """An engine that opens but fails on its first run (OpenVINO compiles then) is left out; with one engine left
+    there is nothing to compare, so it runs and nothing is written to the cache."""
+    import bsrn_edge.runtime.open as opener
+
+    class Net:
+        def __init__(self, fails: bool):
+            self.fails, self.closed = fails, False
+            self.meta = type("M", (), {"tile": 8, "pixels": "float"})()
+
+        def infer(self, x):
+            if self.fails:
+                raise RuntimeError("cannot compile")
+            return x
+
+        def close(self):
+            self.closed = True
+
+    nets = {"onnxruntime": Net(False), "openvino": Net(True)}
+    monkeypatch.setattr(opener, "open_backend", lambda path, backend, *a: nets[backend])
+    medians, tile = choose._time_engines(tmp_path / "m.onnx", [ORT, OV32], None)
+    assert list(medians) == [ORT] and tile == 8 and all(n.closed for n in nets.values())
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"model")
+    monkeypatch.setenv("BSRN_EDGE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("BSRN_EDGE_ENGINES")
+    monkeypatch.setattr(choose, "package_version", lambda m: "9.9")
+    monkeypatch.setattr(choose, "candidates", lambda path: [ORT, OV32])
+    choose._choose.cache_clear()
+    b, p, why = choose.choose(model)
+    choose._choose.cache_clear()
+    assert (b, p) == ORT and "only engine that ran" in why and not list((tmp_path / "cache").rglob("*.json"))
+
+
+def test_an_int8_sibling_is_a_candidate_only_within_the_default_budget(tmp_path, monkeypatch):
+    """A .int8.onnx exported with a looser --max-loss-db than the default never runs unasked."""
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("openvino")
+    from onnx import TensorProto, helper
+
+    from bsrn_edge.meta import INT8_LOSS, INT8_MAX_LOSS_DB
+
+    def write(path, props):
+        x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+        y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
+        model = helper.make_model(helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g", [x], [y]))
+        helper.set_model_props(model, props)
+        onnx.save(model, str(path))
+
+    monkeypatch.delenv("BSRN_EDGE_ENGINES")
+    write(tmp_path / "m.onnx", {})
+    write(tmp_path / "m.int8.onnx", {INT8_LOSS: f"{5 * INT8_MAX_LOSS_DB}"})
+    assert INT8 not in choose.candidates(tmp_path / "m.onnx")
+    write(tmp_path / "m.int8.onnx", {INT8_LOSS: f"{INT8_MAX_LOSS_DB * 0.8}"})
+    assert INT8 in choose.candidates(tmp_path / "m.onnx")

@@ -183,11 +183,11 @@ def test_out_of_memory_retries_once_with_a_smaller_tile(torch_cpu, lr_images, ca
     sides: list[int] = []
 
     class FlakyTiler(DeviceTiler):
-        def run(self, a, plane, out, plan, crop, batch, out_plane=None):  # type: ignore[no-untyped-def]
+        def run(self, a, plane, out, plan, crop, batch, out_plane=None, progress=None):  # type: ignore[no-untyped-def]
             sides.append(plan.tile)
             if len(sides) == 1:
                 raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
-            super().run(a, plane, out, plan, crop, batch, out_plane)
+            super().run(a, plane, out, plan, crop, batch, out_plane, progress=progress)
 
     up._tiler = FlakyTiler(torch_cpu)
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)  # nothing to free on the CPU

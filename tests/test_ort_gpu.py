@@ -52,6 +52,7 @@ def _dims(value: str) -> list[int]:
 @pytest.mark.parametrize("precision,pixels", [("fp16", "uint8"), ("fp32", "float")])
 def test_options_are_the_documented_names_and_formats(tmp_path, monkeypatch, precision, pixels):
     monkeypatch.setenv("BSRN_EDGE_CACHE", str(tmp_path))
+    (tmp_path / "m.onnx").write_bytes(b"model bytes")
     trt, cuda, cpu = provider_options(GPU, tmp_path / "m.onnx", _meta(precision, pixels), stream_handle=1234)
     assert set(trt) <= TRT_OPTION_NAMES and set(cuda) <= CUDA_OPTION_NAMES and cpu == {}
     assert not (set(trt) | set(cuda)) & REJECTED
@@ -68,6 +69,9 @@ def test_options_are_the_documented_names_and_formats(tmp_path, monkeypatch, pre
     assert lo[side] == [15, 15] and opt[side] == [195, 195]  # the model's minimum, its recommended tile
     assert all(a <= b <= c for a, b, c in zip(lo, opt, hi)) and (hi[3] if pixels == "uint8" else hi[1]) == 3
     assert "user_compute_stream" not in provider_options(GPU, tmp_path / "m.onnx", _meta(precision, pixels))[1]
+    (tmp_path / "m.onnx").write_bytes(b"re-exported bytes")  # the same name, another model: never the old engine
+    again = provider_options(GPU, tmp_path / "m.onnx", _meta(precision, pixels))[0]
+    assert again["trt_engine_cache_path"] != trt["trt_engine_cache_path"]
 
 
 def test_the_gpu_extra_needs_the_first_release_with_user_compute_stream():
@@ -186,3 +190,18 @@ def test_no_usable_gpu_runs_on_the_cpu_for_auto_only(fake_ort_gpu, bsrn_s_u8_exp
     frame = np.ascontiguousarray(lr_images[0][:30, :40])[None]
     fake_ort_gpu.behaviour = "ok"
     np.testing.assert_array_equal(be.infer(frame), OnnxRuntimeBackend(path, device="cpu").infer(frame))
+
+
+def test_a_float_model_on_a_gpu_provider_takes_the_host_path(fake_ort_gpu, bsrn_s_u8_export, lr_images):
+    """The device path carries uint8 pixels only: a float graph on the CUDA/TensorRT providers has no device, so
+    the Upscaler's frames and images go through its host path (and match the CPU's)."""
+    from bsrn_edge.runtime import Upscaler
+
+    be = OnnxRuntimeBackend(bsrn_s_u8_export.files["onnx"], device="cuda")
+    assert be._on_gpu and be.device is None and be._stream is not None  # the session still runs on its stream
+    frame = np.ascontiguousarray(lr_images[1][:36, :44])
+    up = Upscaler(be)
+    assert up._frames is None and up._tiler is None
+    want = Upscaler(bsrn_s_u8_export.files["onnx"], "onnxruntime", device="cpu").upscale(frame)
+    np.testing.assert_array_equal(up.upscale_into(frame, np.empty_like(want)), want)
+    np.testing.assert_array_equal(next(iter(up.stream([frame]))), want)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -19,7 +20,7 @@ from bsrn_edge._lazy import require
 from bsrn_edge.errors import BsrnEdgeError
 from bsrn_edge.imageio import RunLock, remove_partials, run_token
 
-from ..args import EXIT_FAILED, EXIT_OK, EXIT_USAGE, interrupt_word, interrupted_exit, terminate_raises
+from ..args import EXIT_FAILED, EXIT_OK, EXIT_USAGE, interrupt_word, interrupted_exit, restore_sigterm, terminate_raises
 from ..batch import Tally, count_outcome, error_text, say, write_failure
 from ..distributed.manifest import MANIFEST_NAME, OUTCOME_OF_STATUS, Entry, ManifestLog, read_manifest, resume, write_manifest
 from ..distributed.plan import ActorShape, actor_shape, discover_inputs, plan_outputs
@@ -69,17 +70,19 @@ def _on_cluster(todo: list[Job], args: argparse.Namespace, options: WorkerOption
     """Connect (or start a local Ray), send ``todo``, and shut down what this command started, whatever happens."""
     ray = require("ray")
     started = not ray.is_initialized()
+    ours = signal.getsignal(signal.SIGTERM)  # terminate_raises' handler, from run_command
     try:
         connect(args.ray)
-        with terminate_raises():  # again: ray.init installs its own SIGTERM handler
-            require("ray.data").DataContext.get_current().enable_progress_bars = False  # ours below
-            shape = actor_shape(cluster_resources(), args.device, args.actors, args.cpus_per_actor)
-            per = f"{shape.cpus:g} CPU" + (f", {shape.gpus:g} GPU" if shape.gpus else "")
-            say(f"{len(todo)} to upscale on Ray with {shape.actors} actor(s) of {per}")
-            _send(todo, options, shape, tally, entries, manifest)
+        restore_sigterm(ours)  # ray.init installed its own (it exits 15); ours again, through the shutdown below
+        require("ray.data").DataContext.get_current().enable_progress_bars = False  # ours below
+        shape = actor_shape(cluster_resources(), args.device, args.actors, args.cpus_per_actor)
+        per = f"{shape.cpus:g} CPU" + (f", {shape.gpus:g} GPU" if shape.gpus else "")
+        say(f"{len(todo)} to upscale on Ray with {shape.actors} actor(s) of {per}")
+        _send(todo, options, shape, tally, entries, manifest)
     finally:
         if started:
             ray.shutdown()  # the local Ray's processes end with this command
+        restore_sigterm(ours)
 
 
 def _written_unheard(todo: list[Job], entries: dict[str, Entry], force: bool, tally: Tally) -> None:
@@ -107,9 +110,10 @@ def _finish(manifest: Path, jobs: list[Job], entries: dict[str, Entry], previous
 
 
 def _run(todo: list[Job], jobs: list[Job], args: argparse.Namespace, options: WorkerOptions, tally: Tally,
-         previous: dict[str, Entry], manifest: Path) -> int:
-    """The run itself, under the output folder's lock: what it did is in the manifest and the summary however it ends."""
-    entries: dict[str, Entry] = {}
+         previous: dict[str, Entry], manifest: Path, settled: list[Entry]) -> int:
+    """The run itself, under the output folder's lock: what it did is in the manifest and the summary however it ends
+    (``settled``: the inputs whose outputs were there already, recorded as done or skipped without Ray)."""
+    entries: dict[str, Entry] = {e.input: e for e in settled}
     outputs = [p for j in jobs for p in j.outputs]
     code = EXIT_OK
     try:
@@ -152,4 +156,4 @@ def run_command(args: argparse.Namespace) -> int:
     todo, settled = resume(jobs, previous, args.force)
     tally = Tally(len(jobs), skipped=len(settled))
     with terminate_raises(), RunLock(manifest.parent):
-        return _run(todo, jobs, args, options, tally, previous, manifest)
+        return _run(todo, jobs, args, options, tally, previous, manifest, settled)

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from bsrn_edge._lazy import available, require
-from bsrn_edge.errors import BsrnEdgeError, InputError, MissingDependencyError
+from bsrn_edge.errors import BsrnEdgeError, InputError
 from bsrn_edge.imageio import RunLock, remove_partials
 
 from .. import args as cli
@@ -43,13 +43,25 @@ def check_model(up, model: str) -> None:  # type: ignore[no-untyped-def]
     if bad:
         raise InputError(f"{model}: its metadata cannot be right ({', '.join(bad)}; a scale is 1 to {MAX_SCALE}, a "
                          f"minimum side and a tile at least 1). Export the model again with bsrn-export")
-    session = getattr(up.backend, "session", None)
-    if session is not None:
-        shape = list(session.get_inputs()[0].shape)
+    shape = _input_shape(up.backend)
+    if shape:
         hw = shape[1:3] if m.pixels == "uint8" else shape[2:4]
         if len(hw) == 2 and all(isinstance(d, int) and d > 0 for d in hw):
             raise InputError(f"{model}: its input size is fixed at {hw[1]}×{hw[0]}; bsrn-upscale runs images of any "
                              f"size and needs free height and width (bsrn-export writes them)")
+
+
+def _input_shape(backend) -> list[int | str]:  # type: ignore[no-untyped-def]
+    """The dimensions of an ONNX model's input (a number where fixed, a name where free), whatever engine runs it;
+    [] when not known (an engine file, a checkpoint, or no onnx package)."""
+    session = getattr(backend, "session", None)
+    if session is not None and hasattr(session, "get_inputs"):
+        return list(session.get_inputs()[0].shape)
+    path = getattr(backend, "path", None)
+    if path is None or Path(path).suffix.lower() != ".onnx" or not available("onnx"):
+        return []
+    graph = require("onnx").load(str(path), load_external_data=False).graph
+    return [d.dim_value if d.HasField("dim_value") else d.dim_param for d in graph.input[0].type.tensor_type.shape.dim]
 
 
 def open_upscaler(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -63,8 +75,6 @@ def open_upscaler(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     except InputError as exc:
         if str(exc).startswith("tile "):  # the library's parameter is the command line's --tile
             raise InputError(f"--{exc}") from exc
-        if "PyTorch backend" in str(exc) and not available("torch"):
-            raise MissingDependencyError(str(exc)) from exc
         if str(args.model) not in str(exc):  # e.g. impossible size rules read from the model's metadata
             raise InputError(f"{args.model}: {exc}") from exc
         raise
@@ -72,9 +82,11 @@ def open_upscaler(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     return up
 
 
-def output_root(output: Path) -> Path:
-    """The folder a run writes into (its lock lives there): ``-o`` itself, or the folder of an output file."""
-    return output if output.is_dir() or not output.suffix else output.parent
+def output_root(src: Path, output: Path) -> Path:
+    """The folder a run writes into (its lock lives there): ``-o`` itself for a folder of inputs (whatever its name,
+    ``photos.x4`` too, as :func:`~bsrn_edge.apps.jobs.plan_jobs` reads it), or for a folder or a new name without a
+    suffix; else the folder of the output file."""
+    return output if src.is_dir() or output.is_dir() or not output.suffix else output.parent
 
 
 def _choice(up) -> str:  # type: ignore[no-untyped-def]
@@ -166,7 +178,7 @@ def _run_images(args: argparse.Namespace) -> int:
     tally = Tally(len(jobs))
     code = EXIT_OK
     try:
-        with terminate_raises(), RunLock(output_root(args.output)):
+        with terminate_raises(), RunLock(output_root(args.input, args.output)):
             try:
                 remove_partials(outputs)  # left by a killed run
                 run_jobs(jobs, up, args.force, say, tally, image_options(args), video_options(args))

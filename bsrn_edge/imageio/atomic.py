@@ -84,7 +84,8 @@ class RunLock:
             self._fd = self._lock()
             os.write(self._fd, f"{os.getpid()}@{socket.gethostname()}\n".encode())
         except OSError as exc:
-            log.debug("%s: no run lock (%s)", self.folder, exc)
+            log.warning("%s: running without a run lock (%s): another run writing here at the same time could "
+                        "remove this run's temporary files", self.folder, exc.strerror or exc)
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None
@@ -97,9 +98,14 @@ class RunLock:
         """Create and ``flock`` the lock file; again if another run removed it as stale in between (it was
         not held yet), so that the file under the name is the one held."""
         for _ in range(10):
-            fd = open_nofollow(self.path, os.O_WRONLY | os.O_CREAT)
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                self.folder.mkdir(parents=True, exist_ok=True)  # again, if another run removed it as empty
+                fd = open_nofollow(self.path, os.O_WRONLY | os.O_CREAT)
+            except FileNotFoundError:
+                continue
+            try:
+                # blocking: only other runs' liveness probes take this token's lock, for an instant (LOCK_SH)
+                fcntl.flock(fd, fcntl.LOCK_EX)
                 if os.stat(self.path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino:
                     return fd
             except FileNotFoundError:
@@ -144,8 +150,12 @@ def _alive(token: str, folder: Path, here_only: bool = False) -> bool:
 
 def _stale(name: str, folder: Path, names: set[str]) -> bool:
     m = _PARTIAL.match(name)
-    if m is None or m.group("name") not in names:
+    if m is None:
         return False
+    if m.group("name") not in names:  # a temporary of a temporary (a video segment written atomically) counts too
+        inner = _PARTIAL.match(m.group("name"))
+        if inner is None or inner.group("name") not in names:
+            return False
     if m.group("tagged") is None or m.group("run") == _token:
         return True
     return not _alive(m.group("run"), folder)

@@ -71,6 +71,8 @@ class OnnxRuntimeBackend:
         self._half_io = inp.type == "tensor(float16)"
         if not self._on_gpu:  # the CPU serves: a host device for a uint8 model, else the host path alone
             self.device, self._stream = (self._device_for("CPUExecutionProvider") if self.meta.pixels == "uint8" else None), None
+        elif self.meta.pixels != "uint8":  # a float model on a GPU: the host path (the device path takes uint8 pixels)
+            self.device = None
         trt = "TensorrtExecutionProvider" in used  # its engine profile bounds the tiles and the batch
         self.tile_limits = (self.meta.min_size, TRT_MAX_SIDE if trt else 0)
         self.max_batch = TRT_MAX_BATCH if trt else 0
@@ -141,8 +143,9 @@ class OnnxRuntimeBackend:
 
     def infer_into(self, x: np.ndarray, out: np.ndarray) -> None:
         """Write the result into ``out`` (the model's output layout and dtype) without allocating the output."""
-        if self._half_io or self._on_gpu:
-            out[...] = self.infer(x)
+        want = np.uint8 if self.meta.pixels == "uint8" else np.float32
+        if self._half_io or self._on_gpu or not out.flags.c_contiguous or out.dtype != want:
+            out[...] = self.infer(x)  # ORT writes whole C-contiguous buffers of the output's own dtype only
             return
         x = check_batch(x, self)
         session = self._session_for(x.shape)

@@ -130,6 +130,7 @@ class OpenVINOBackend:
     def __init__(self, path: str | Path, *, device: str = "CPU", precision: str = "fp32", threads: int | None = None,
                  shape_sessions: int = 4):
         ov = self._ov = require("openvino")
+        self._closed = False
         self.path = Path(path)
         if not self.path.is_file():
             raise InputError(f"{self.path}: no such ONNX file")
@@ -173,6 +174,8 @@ class OpenVINOBackend:
         return _Compiled(compiled)
 
     def _compiled(self, shape: tuple[int, ...]) -> _Compiled:
+        if self._closed:
+            raise InputError(f"{self.path}: this OpenVINO backend was closed; open the model again (or a new Upscaler)")
         if self._shapes is not None:
             return self._shapes.get(shape)
         if self._dynamic is None:
@@ -232,6 +235,7 @@ class OpenVINOBackend:
         return finite
 
     def close(self) -> None:
+        self._closed = True
         if self._shapes is not None:
             self._shapes.clear()
         self._dynamic = None

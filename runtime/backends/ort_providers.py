@@ -13,6 +13,7 @@ import contextlib
 import io
 import logging
 import re
+import threading
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -23,6 +24,7 @@ from bsrn_edge.meta import ModelMeta
 __all__ = ["GPU_PROVIDERS", "TRT_MAX_SIDE", "TRT_MAX_BATCH", "providers_for", "provider_options", "open_session"]
 
 log = logging.getLogger(__name__)
+_STDOUT_LOCK = threading.Lock()
 
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 #: the TensorRT provider's engine profile: LR sides from the model's minimum to this, batch up to TRT_MAX_BATCH;
@@ -57,8 +59,6 @@ def provider_options(providers: list[str], model: Path, meta: ModelMeta, stream_
     """Options per provider. Both GPU providers run on ``stream_handle`` (when non-zero). TensorRT: an engine cache
     folder and a timing cache (a new process reuses the engine instead of building it for minutes), FP16 only for
     an FP16 model, and one profile covering every shape the tile policy feeds it."""
-    from bsrn_edge.cache import cache_root
-
     opts: list[dict[str, str]] = []
     for p in providers:
         o: dict[str, str] = {}
@@ -67,13 +67,25 @@ def provider_options(providers: list[str], model: Path, meta: ModelMeta, stream_
             if stream_handle:
                 o["user_compute_stream"] = str(stream_handle)
         if p == "TensorrtExecutionProvider":
-            folder = cache_root() / "ort-trt" / model.stem
-            folder.mkdir(parents=True, exist_ok=True)
-            o.update({"trt_engine_cache_enable": "True", "trt_engine_cache_path": str(folder),
-                      "trt_timing_cache_enable": "True", "trt_timing_cache_path": str(folder),
-                      "trt_fp16_enable": str(meta.precision == "fp16"), **trt_profile(meta)})
+            o.update({"trt_fp16_enable": str(meta.precision == "fp16"), **trt_profile(meta), **_engine_cache(model)})
         opts.append(o)
     return opts
+
+
+def _engine_cache(model: Path) -> dict[str, str]:
+    """The TensorRT provider's engine and timing caches, in a folder of this model's own bytes (a re-exported file
+    of the same name never meets a stale engine); none where the cache root cannot be written (a read-only system)."""
+    from bsrn_edge.cache import cache_root
+    from bsrn_edge.checkpoint import sha256_file
+
+    folder = cache_root() / "ort-trt" / f"{model.stem}-{sha256_file(model)[:16]}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        log.warning("%s: no TensorRT engine cache (%s); the engine is built in every new process", folder, exc.strerror)
+        return {}
+    return {"trt_engine_cache_enable": "True", "trt_engine_cache_path": str(folder),
+            "trt_timing_cache_enable": "True", "trt_timing_cache_path": str(folder)}
 
 
 def _norm(value: object) -> str:
@@ -109,7 +121,8 @@ def dropped(session: Any, providers: list[str], options: list[dict[str, str]], p
 def _create(path: Path, session_options: Any, providers: list[str], options: list[dict[str, str]]) -> tuple[Any, str]:
     ort = require("onnxruntime")
     printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):  # ORT prints its "EP Error" fallback notice, it does not warn
+    # ORT prints its "EP Error" fallback notice, it does not warn; sys.stdout is the process's, so one thread at a time
+    with _STDOUT_LOCK, contextlib.redirect_stdout(printed):
         session = ort.InferenceSession(str(path), session_options, providers=providers, provider_options=options)
     if printed.getvalue().strip():
         log.warning("ONNX Runtime: %s", " ".join(printed.getvalue().split()))
@@ -136,4 +149,6 @@ def open_session(path: Path, session_options: Any, providers: list[str], options
         raise MissingDependencyError(f"{path}: {problem.text}. The device path needs onnxruntime-gpu >= 1.18 (the first "
                                      "release with user_compute_stream for both GPU providers): "
                                      "pip install 'bsrn-edge[gpu]'")
+    if on_gpu and hasattr(session, "disable_fallback"):
+        session.disable_fallback()  # a GPU failure at run time is an error, not a silent rerun on the CPU
     return session
