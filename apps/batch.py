@@ -8,7 +8,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
@@ -22,7 +22,7 @@ from .jobs import VIDEO, ImageOptions, Job, has_transparency
 from .video.options import VideoOptions
 
 __all__ = ["Tally", "WriteError", "attempt", "count_outcome", "error_text", "run_jobs", "say", "upscale_picture",
-           "video_runner", "write_failure", "TileBar"]
+           "video_runner", "write_failure", "folder_stop", "TileBar"]
 
 # write errors after which no later file can succeed either: the batch stops with its summary
 _STOP_ERRNOS = {errno.EROFS: "read-only file system", errno.ENOSPC: "disk full", errno.EDQUOT: "disk quota exceeded"}
@@ -53,8 +53,21 @@ def write_failure(exc: OSError, dst: Path) -> tuple[str, str | None]:
     if exc.errno in _STOP_ERRNOS:
         return msg, f"{dst.parent}: {_STOP_ERRNOS[exc.errno]}; no later file could be written"
     if exc.errno in (errno.EACCES, errno.EPERM) and not os.access(dst.parent, os.W_OK | os.X_OK):
-        return msg, f"{dst.parent}: the output folder is not writable; fix its permissions or choose another -o"
+        return msg, _not_writable(dst.parent)
     return msg, None
+
+
+def _not_writable(folder: Path) -> str:
+    return f"{folder}: the output folder is not writable; fix its permissions or choose another -o"
+
+
+def folder_stop(stop: str | None, dst: Path, remaining: Iterable[Path]) -> str | None:
+    """``stop`` (from :func:`write_failure` for ``dst``) as it applies to the rest of the batch: an output folder that
+    is not writable ends the batch only when every ``remaining`` output goes into it. In a tree the other folders'
+    files go on (``None``), and this folder's fail one by one."""
+    if stop is None or stop != _not_writable(dst.parent):
+        return stop
+    return stop if all(p.parent == dst.parent for p in remaining) else None
 
 
 def upscale_picture(pixels: np.ndarray, up, outscale: float | None,  # type: ignore[no-untyped-def]
@@ -194,7 +207,11 @@ def run_jobs(jobs: list[Job], up, force: bool, say, tally: Tally,  # type: ignor
     its tiles instead of the batch's."""
     tqdm = require("tqdm").tqdm
     videos = video_runner(video, on_damage=say)
-    for job in tqdm(jobs, desc="upscaling", unit="img", file=sys.stderr, disable=len(jobs) < 2):
+    blocked: dict[Path, str] = {}  # output folders found not writable while others are: their files fail unrun
+    for k, job in enumerate(tqdm(jobs, desc="upscaling", unit="img", file=sys.stderr, disable=len(jobs) < 2)):
+        if job.dst.parent in blocked:
+            count_outcome(tally, job.src, "failed", f"{job.dst}: not written, {blocked[job.dst.parent]}", None, say)
+            continue
         tiles = TileBar(job.src.name) if len(jobs) == 1 else None
         before = [p.exists() for p in job.outputs]
         try:
@@ -205,7 +222,11 @@ def run_jobs(jobs: list[Job], up, force: bool, say, tally: Tally,  # type: ignor
         finally:
             if tiles is not None:
                 tiles.close()
-        if count_outcome(tally, job.src, *result, say):
+        outcome, msg, stop = result
+        scoped = folder_stop(stop, job.dst, (j.dst for j in jobs[k + 1:]))
+        if stop is not None and scoped is None:  # said with this file; the folder's later files fail unrun
+            blocked[job.dst.parent], msg = stop, f"{msg}; {stop}"
+        if count_outcome(tally, job.src, outcome, msg, scoped, say):
             break
 
 

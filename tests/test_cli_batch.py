@@ -155,14 +155,15 @@ class _FailingOs(_FakeOs):
     """``open`` (creating a temporary file) or ``replace`` (moving a written temporary file into place)
     fails with ``code`` for outputs whose name is in ``names`` (all when None)."""
 
-    def __init__(self, code: int, where: str, names: set[str] | None):
-        self.code, self.where, self.names = code, where, names
+    def __init__(self, code: int, where: str, names: set[str] | None, folder: Path | None = None):
+        self.code, self.where, self.names, self.folder = code, where, names, folder
 
     def _hit(self, where: str, path) -> bool:
         from bsrn_edge.imageio.atomic import _PARTIAL
 
         m = _PARTIAL.match(Path(path).name)
-        return where == self.where and m is not None and (self.names is None or m.group("name") in self.names)
+        return (where == self.where and m is not None and (self.names is None or m.group("name") in self.names)
+                and (self.folder is None or Path(path).parent == self.folder))
 
     def open(self, path, flags, mode=0o777, **kw):
         if self._hit("create", path):
@@ -185,12 +186,14 @@ class _ReadOnlyFolder(_FakeOs):
         return False if Path(path) == self.folder else os.access(path, mode, **kw)
 
 
-def fail_writes(monkeypatch, code: int, where: str, names: set[str] | None = None, read_only: Path | None = None):
-    """Make atomic writes fail with errno ``code``; with ``read_only``, that folder also reads as not writable."""
+def fail_writes(monkeypatch, code: int, where: str, names: set[str] | None = None, read_only: Path | None = None,
+                folder: Path | None = None):
+    """Make atomic writes fail with errno ``code`` (into ``folder`` only, when given); with ``read_only``, that folder
+    also reads as not writable."""
     import bsrn_edge.apps.batch as cli
     import bsrn_edge.imageio.atomic as imageio
 
-    monkeypatch.setattr(imageio, "os", _FailingOs(code, where, names))
+    monkeypatch.setattr(imageio, "os", _FailingOs(code, where, names, folder))
     if read_only is not None:
         monkeypatch.setattr(cli, "os", _ReadOnlyFolder(read_only))
 
@@ -223,6 +226,40 @@ def test_read_only_output_folder_stops(batch, onnx_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "not writable" in err and "0 written, 1 failed, 0 skipped (already done), 3 not attempted" in err
     assert list(dst.iterdir()) == []
+
+
+def test_a_read_only_subfolder_fails_its_files_only(tmp_path, lr_images, onnx_path, monkeypatch, capsys):
+    """In a tree, an output subfolder that is not writable fails its own files (without running them after the
+    first) and the other folders' files are written: the batch does not stop."""
+    src, dst = tmp_path / "in", tmp_path / "out"
+    for k, name in enumerate(["a/1.png", "a/2.png", "b/3.png", "b/4.png", "c/5.png"]):
+        _save(lr_images[k][:20, :20], src / name)
+    (dst / "b").mkdir(parents=True)
+    fail_writes(monkeypatch, errno.EACCES, "create", read_only=dst / "b", folder=dst / "b")
+    assert _upscale("-i", src, "-o", dst, "--model", onnx_path) == 1
+    err = capsys.readouterr().err
+    assert "3 written, 2 failed, 0 skipped (already done)" in err and "stopped" not in err
+    assert err.count(f"{dst / 'b'}: the output folder is not writable") == 2  # 3.png tried, 4.png refused unrun
+    assert sorted(p.relative_to(dst).as_posix() for p in dst.rglob("*.png")) == ["a/1.png", "a/2.png", "c/5.png"]
+    assert not _leftovers(dst / "b")
+
+
+def test_a_read_only_folder_stops_the_batch_only_when_all_that_is_left_goes_there(tmp_path, monkeypatch):
+    import bsrn_edge.apps.batch as cli
+
+    out = tmp_path / "out"
+    (out / "b").mkdir(parents=True)
+    monkeypatch.setattr(cli, "os", _ReadOnlyFolder(out / "b"))
+    msg, stop = cli.write_failure(OSError(errno.EACCES, os.strerror(errno.EACCES)), out / "b" / "3.png")
+    folder_stop = cli.folder_stop
+    assert stop is not None and "not writable" in stop and str(out / "b") in msg
+    assert folder_stop(stop, out / "b" / "3.png", [out / "b" / "4.png"]) == stop
+    assert folder_stop(stop, out / "b" / "3.png", []) == stop
+    assert folder_stop(stop, out / "b" / "3.png", [out / "b" / "4.png", out / "c" / "5.png"]) is None
+    assert folder_stop(stop, out / "b" / "3.png", [out / "b" / "x" / "6.png"]) is None
+    full = f"{out}: disk full; no later file could be written"
+    assert folder_stop(full, out / "b" / "3.png", [out / "c" / "5.png"]) == full  # a full disk stops everything
+    assert folder_stop(None, out / "b" / "3.png", [out / "c" / "5.png"]) is None
 
 
 def test_a_file_level_error_fails_that_file_only(batch, onnx_path, monkeypatch, capsys):

@@ -454,3 +454,31 @@ def test_worker_options_carry_the_image_flags_and_leave_gpus_to_the_workers(tmp_
     assert opts.image == ImageOptions(outscale=2.0, max_pixels=900, lossless=True) and opts.memory_mb == 256
     command._worker_options(build_parser().parse_args([*base, "-g", "-1"]))
     assert opened == ["cpu"]  # a CPU model is checked on the driver before Ray starts
+
+
+def test_driver_goes_on_after_a_read_only_subfolder(tmp_path, monkeypatch, capsys):
+    """The driver's side of a worker's stop: an output subfolder that is not writable fails its own files and the
+    others go on; a stop for the folder that holds everything left ends the run (results faked, no cluster)."""
+    from bsrn_edge.apps.batch import Tally, _not_writable
+    from bsrn_edge.apps.distributed.manifest import Entry
+    from bsrn_edge.apps.distributed.plan import ActorShape
+    from bsrn_edge.apps.distributed.ray_job import WorkerOptions
+    from bsrn_edge.apps.jobs import Job
+    from bsrn_edge.apps.upscale import on_ray as command
+
+    out = tmp_path / "out"
+    jobs = [Job(tmp_path / "in" / n, out / n, "png") for n in ("b/3.png", "b/4.png", "c/5.png")]
+    stop = _not_writable(out / "b")
+    results = [(Entry.for_job(jobs[0], "failed", f"{jobs[0].dst}: cannot write it"), stop),
+               (Entry.for_job(jobs[1], "failed", f"{jobs[1].dst}: cannot write it"), stop),
+               (Entry.for_job(jobs[2], "done"), None)]
+    monkeypatch.setattr(command, "run_on_ray", lambda todo, options, shape: iter(results))
+    tally, entries = Tally(3), {}
+    command._send(jobs, WorkerOptions("m.onnx"), ActorShape(1, 1.0, 0.0), tally, entries, out / "manifest.jsonl")
+    assert (tally.written, tally.failed, tally.stopped) == (1, 2, None) and len(entries) == 3
+
+    results[:] = [(Entry.for_job(jobs[0], "failed", "x"), stop), (Entry.for_job(jobs[2], "done"), None),
+                  (Entry.for_job(jobs[1], "failed", "x"), stop)]  # c/5.png heard first: b/4.png is all that is left
+    tally, entries = Tally(3), {}
+    command._send(jobs, WorkerOptions("m.onnx"), ActorShape(1, 1.0, 0.0), tally, entries, out / "manifest.jsonl")
+    assert (tally.written, tally.failed, tally.stopped) == (1, 2, stop)

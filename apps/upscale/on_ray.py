@@ -21,7 +21,7 @@ from bsrn_edge.errors import BsrnEdgeError
 from bsrn_edge.imageio import RunLock, remove_partials, run_token
 
 from ..args import EXIT_FAILED, EXIT_OK, EXIT_USAGE, interrupt_word, interrupted_exit, restore_sigterm, terminate_raises
-from ..batch import Tally, count_outcome, error_text, say, write_failure
+from ..batch import Tally, count_outcome, error_text, folder_stop, say, write_failure
 from ..distributed.manifest import MANIFEST_NAME, OUTCOME_OF_STATUS, Entry, ManifestLog, read_manifest, resume, write_manifest
 from ..distributed.plan import ActorShape, actor_shape, discover_inputs, plan_outputs
 from ..distributed.ray_job import WorkerOptions, cluster_resources, connect, run_on_ray
@@ -57,6 +57,7 @@ def _send(todo: list[Job], options: WorkerOptions, shape: ActorShape, tally: Tal
             for entry, stop in run_on_ray(todo, replace(options, threads=shape.threads), shape):
                 entries[entry.input] = entry
                 bar.update()
+                stop = folder_stop(stop, Path(entry.output), (j.dst for j in todo if str(j.src) not in entries))
                 last = count_outcome(tally, entry.input, OUTCOME_OF_STATUS[entry.status], entry.reason, stop, say)
                 log.add(entry)  # a full disk here ends the run (the caller says so); the entry is kept above
                 if last:
