@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from bsrn_edge.errors import BsrnEdgeError, InputError, MissingDependencyError, ValidationError
+from bsrn_edge.errors import BsrnEdgeError, EngineBuildError, InputError, MissingDependencyError, ValidationError
 from bsrn_edge.export.engine_cache import EngineProfile
 from bsrn_edge.meta import INT8_MAX_LOSS_DB
 
@@ -174,6 +174,10 @@ def main(argv: list[str] | None = None) -> int:
     except MissingDependencyError as exc:
         print(f"bsrn-export: {exc}", file=sys.stderr)
         return EXIT_DEPENDENCY
+    except EngineBuildError as exc:  # the work ran and failed: not a usage error
+        kept = "; the .onnx files written before it are kept" if args.onnx is None else ""
+        print(f"bsrn-export: engine build failed: {exc}{kept}", file=sys.stderr)
+        return EXIT_FAILED
     except BsrnEdgeError as exc:
         print(f"bsrn-export: error: {exc}", file=sys.stderr)
         return EXIT_INPUT

@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "BsrnEdgeError",
     "CheckpointError",
+    "EngineBuildError",
     "InputError",
     "MissingDependencyError",
     "NonFiniteOutputError",
@@ -26,6 +27,10 @@ class InputError(BsrnEdgeError, ValueError):
 
 class MissingDependencyError(BsrnEdgeError, ImportError):
     """An optional dependency is not installed; the message names the extra to install."""
+
+
+class EngineBuildError(BsrnEdgeError):
+    """No TensorRT engine came out of an ONNX: its support table refuses a node, or its parser or builder failed."""
 
 
 class ValidationError(BsrnEdgeError):

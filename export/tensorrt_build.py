@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from bsrn_edge._lazy import require
 from bsrn_edge.artifacts import parse_artifact
-from bsrn_edge.errors import BsrnEdgeError
+from bsrn_edge.errors import EngineBuildError
 from bsrn_edge.imageio import atomic_path, write_atomic
 
 from .engine_cache import EngineKey, EngineProfile, default_cache_dir, engine_key, sidecar_matches
@@ -95,7 +95,7 @@ def _serialized_engine(trt: Any, onnx_path: Path, onnx_bytes: bytes, shapes: tup
     parser = trt.OnnxParser(network, logger)
     if not parser.parse(onnx_bytes):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise BsrnEdgeError(f"{onnx_path}: TensorRT could not parse the ONNX: {errors}")
+        raise EngineBuildError(f"{onnx_path}: TensorRT could not parse the ONNX: {errors}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_bytes)
     opt_profile = builder.create_optimization_profile()
@@ -108,7 +108,7 @@ def _serialized_engine(trt: Any, onnx_path: Path, onnx_bytes: bytes, shapes: tup
         config.progress_monitor = monitor
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
-        raise BsrnEdgeError(f"{onnx_path}: TensorRT failed to build an engine (see the TensorRT log above)")
+        raise EngineBuildError(f"{onnx_path}: TensorRT failed to build an engine (see the TensorRT log above)")
     write_atomic(timing_path, bytes(config.get_timing_cache().serialize()))
     return bytes(serialized)
 

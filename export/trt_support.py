@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Iterable
 
 from bsrn_edge._lazy import require
-from bsrn_edge.errors import BsrnEdgeError
+from bsrn_edge.errors import EngineBuildError
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
@@ -178,9 +178,9 @@ def check_bytes(data: bytes) -> list[Unsupported]:
 
 
 def require_buildable(model: "onnx.ModelProto", source: str) -> None:
-    """Raise :class:`BsrnEdgeError` naming every node TensorRT would refuse, before any engine build."""
+    """Raise :class:`EngineBuildError` naming every node TensorRT would refuse, before any engine build."""
     problems = check_graph(model)
     if problems:
         listed = "; ".join(str(p) for p in problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
-        raise BsrnEdgeError(f"{source}: TensorRT {TENSORRT_VERSION} cannot build this graph: {listed} "
+        raise EngineBuildError(f"{source}: TensorRT {TENSORRT_VERSION} cannot build this graph: {listed} "
                             f"(from {SOURCE.split(';')[0]}); re-export it with bsrn-export")

@@ -150,3 +150,19 @@ def test_the_engine_step_names_the_node_before_touching_tensorrt(fake_gpu, tmp_p
         build_engine_step(path, PROFILE, "fp32", "require", lambda m: None)
     assert not fake_gpu.calls_to("Builder") and not fake_gpu.calls_to("OnnxParser")  # refused before any build
     assert not (tmp_path / "tiny.fp32.u8.engine").exists()
+
+
+@pytest.mark.parametrize("broken", ["uint8_transpose", "build_fails"])
+def test_bsrn_export_says_the_engine_build_failed_and_exits_1(fake_gpu, tmp_path, monkeypatch, capsys, broken):
+    """A graph the support table refuses, or a builder that returns no engine: the work ran and failed (exit 1),
+    not a usage error (exit 2), and the message names the file."""
+    from bsrn_edge.apps.export_cli import main
+
+    monkeypatch.setenv("BSRN_EDGE_CACHE", str(tmp_path / "cache"))
+    _, path = _tiny_u8(tmp_path, uint8_transpose=broken == "uint8_transpose")
+    fake_gpu.build_fails = broken == "build_fails"
+    assert main(["--onnx", str(path), "--engine", "--min-tile", "16", "--opt-tile", "32", "--max-tile", "64"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"bsrn-export: engine build failed: {path}: ") and "Traceback" not in err
+    assert ("cannot build this graph" if broken == "uint8_transpose" else "failed to build an engine") in err
+    assert not list(tmp_path.glob("*.engine"))
