@@ -14,7 +14,7 @@ from typing import Any, Callable
 from bsrn_edge._lazy import require
 from bsrn_edge.artifacts import parse_artifact
 from bsrn_edge.errors import EngineBuildError
-from bsrn_edge.imageio import atomic_path, write_atomic
+from bsrn_edge.imageio import atomic_file, write_atomic
 
 from .engine_cache import EngineKey, EngineProfile, default_cache_dir, engine_key, sidecar_matches
 
@@ -79,8 +79,8 @@ def _reuse(out_path: Path, cached: Path, key: EngineKey, report: Callable[[str],
         return EngineBuildResult(out_path, key, reused=True)
     if cached.is_file():
         report(f"reusing cached engine {cached}")
-        with atomic_path(out_path) as tmp:  # a copy cut short leaves no file under either name
-            shutil.copyfile(cached, tmp)
+        with atomic_file(out_path) as fh, open(cached, "rb") as src:  # a copy cut short leaves no file under either name
+            shutil.copyfileobj(src, fh)
         write_atomic(sidecar, key.to_json().encode())
         return EngineBuildResult(out_path, key, reused=True)
     return None

@@ -166,6 +166,32 @@ def test_a_temporary_swapped_for_a_link_is_not_renamed(tmp_path, victim):
     assert not dest.exists() and victim.read_bytes() == b"not yours"
 
 
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP", "TIFF", "PNG16"])
+def test_an_image_writer_never_reopens_its_temporary_by_name(tmp_path, victim, monkeypatch, lr_images, fmt):
+    """The temporary is swapped for a link to another file right after it is created: the encoder writes through
+    the descriptor that created it, so the link's target is untouched, and nothing is renamed into place."""
+    if fmt == "TIFF":
+        pytest.importorskip("tifffile")
+    import bsrn_edge.imageio.atomic as atomic
+    from bsrn_edge.imageio import write_image
+
+    real = atomic._create_partial
+
+    def then_swapped(dest, suffix):  # type: ignore[no-untyped-def]
+        tmp, fd = real(dest, suffix)
+        tmp.unlink()
+        tmp.symlink_to(victim)
+        return tmp, fd
+
+    monkeypatch.setattr(atomic, "_create_partial", then_swapped)
+    dest = tmp_path / f"out.{fmt.lower()}"
+    pixels = lr_images[0].astype(np.uint16) * 257 if fmt == "PNG16" else lr_images[0]
+    with pytest.raises(OSError, match="replaced while being written"):
+        write_image(pixels, dest, fmt.removesuffix("16"))
+    assert victim.read_bytes() == b"not yours" and not dest.exists()
+    assert not [p for p in tmp_path.iterdir() if ".part" in p.name]
+
+
 def test_the_manifest_never_writes_through_a_link(photos, onnx_path, victim, capsys):
     from bsrn_edge.apps.distributed.manifest import Entry, ManifestLog, write_manifest
 

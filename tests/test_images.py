@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -329,8 +328,8 @@ def test_failed_write_leaves_old_file_and_no_temporary(tmp_path, rgb8, monkeypat
     dest = tmp_path / "keep.png"
     dest.write_bytes(b"old")
 
-    def half_then_full(path):
-        Path(path).write_bytes(b"half a file")
+    def half_then_full(fh):  # the writers get a file object on the temporary
+        fh.write(b"half a file")
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(Image.Image, "save", lambda self, fp, *a, **kw: half_then_full(fp))

@@ -30,7 +30,7 @@ import numpy as np
 
 from bsrn_edge._lazy import require
 from bsrn_edge.errors import InputError
-from bsrn_edge.imageio import atomic_path
+from bsrn_edge.imageio import atomic_file
 
 from .decode import Decoder, SegmentDecoder
 from .encode import Encoder, add_streams
@@ -114,8 +114,8 @@ def write_video(src: str | Path, dst: str | Path, up: Any, options: VideoOptions
     src, dst = Path(src), Path(dst)
     report = VideoReport()
     stop = threading.Event()
-    with open_input(src) as inp, atomic_path(dst) as tmp:
-        out = av.open(str(tmp), mode="w")
+    with open_input(src) as inp, atomic_file(dst) as fh:
+        out = av.open(fh, mode="w")  # through the descriptor that created the temporary (by its name: the format)
         try:
             q: queue.Queue = queue.Queue(maxsize=options.queue)
             decoder = (Decoder(inp, options, q, stop, report, on_damage or log.warning) if span is None else

@@ -11,7 +11,7 @@ from typing import Any, Callable, Iterator
 
 from bsrn_edge._lazy import require
 from bsrn_edge.errors import InputError
-from bsrn_edge.imageio import atomic_path, partial_path
+from bsrn_edge.imageio import atomic_file, partial_path
 
 from .options import Span, VideoOptions, VideoReport
 from .pipeline import write_video
@@ -76,8 +76,8 @@ def join_segments(src: str | Path, parts: list[Path], dst: str | Path) -> VideoR
     if not parts:
         raise ValueError("join_segments: no parts")
     report = VideoReport()
-    with open_input(src) as inp, atomic_path(dst) as tmp:
-        out = av.open(str(tmp), mode="w")
+    with open_input(src) as inp, atomic_file(dst) as fh:
+        out = av.open(fh, mode="w")  # through the descriptor that created the temporary (by its name: the format)
         try:
             with av.open(str(parts[0])) as first:
                 vt = first.streams.video[0]

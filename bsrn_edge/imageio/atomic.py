@@ -15,6 +15,7 @@ output folder both finish. Temporaries of older versions (``.<name>.<8 character
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import logging
@@ -23,9 +24,9 @@ import re
 import secrets
 import socket
 from pathlib import Path
-from typing import Iterable
+from typing import BinaryIO, Iterable, Iterator
 
-__all__ = ["write_atomic", "atomic_path", "is_partial", "partial_path", "remove_partials", "run_token",
+__all__ = ["write_atomic", "atomic_file", "atomic_path", "is_partial", "partial_path", "remove_partials", "run_token",
            "set_run_token", "RunLock", "open_nofollow"]
 
 # ".<final name>.<run token>-<tag>.part<suffix>"; without "-<tag>": a temporary of an older version (no run)
@@ -246,8 +247,19 @@ class atomic_path:
             self.tmp.unlink(missing_ok=True)  # after a failed rename too: never leave a .part behind
 
 
+@contextlib.contextmanager
+def atomic_file(dest: str | os.PathLike[str], suffix: str | None = None) -> Iterator[BinaryIO]:
+    """:class:`atomic_path` as a binary file object on the descriptor that created the temporary: the file is never
+    opened again by name, so a link swapped in under the temporary's name is not written through either."""
+    target = atomic_path(dest, suffix)
+    with target as tmp:
+        assert target.fd is not None  # open from __enter__ until __exit__
+        with open(target.fd, "wb", closefd=False) as fh:
+            fh.raw.name = str(tmp)  # type: ignore[attr-defined]  # for writers that read it (tifffile, PyAV)
+            yield fh
+
+
 def write_atomic(dest: str | os.PathLike[str], data: bytes) -> None:
     """Write bytes to ``dest`` through a temporary file (written through the descriptor that created it) and a rename."""
-    target = atomic_path(dest)
-    with target, open(target.fd, "wb", closefd=False) as fh:  # type: ignore[arg-type]  # set by __enter__
+    with atomic_file(dest) as fh:
         fh.write(data)

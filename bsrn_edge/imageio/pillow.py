@@ -12,7 +12,7 @@ import numpy as np
 from bsrn_edge._lazy import require
 from bsrn_edge.errors import InputError
 
-from .atomic import atomic_path
+from .atomic import atomic_file
 from .formats import EXIF_IFD, GPS_IFD, ORIENTATION, TIFF_EXIF_TAGS, Picture, as_grey_rgb_rgba, bomb, check_size, picture
 from .png16 import read_png16
 
@@ -115,9 +115,9 @@ def write_with_pillow(arr: np.ndarray, dest: Path, fmt: str, icc: bytes | None, 
         kwargs.update(lossless=True, exact=True)
     elif fmt in ("JPEG", "WEBP"):
         kwargs["quality"] = quality
-    with atomic_path(dest) as tmp:
+    with atomic_file(dest) as fh:
         try:
-            im.save(tmp, format=fmt, **kwargs)
+            im.save(fh, format=fmt, **kwargs)
         except ValueError as exc:  # Pillow's encoders report bad arguments (EXIF too long for JPEG, ...) so
             raise InputError(f"cannot write {dest} as {fmt}: {exc}") from exc
 

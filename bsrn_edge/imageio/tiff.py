@@ -11,7 +11,7 @@ import numpy as np
 from bsrn_edge._lazy import available, require
 from bsrn_edge.errors import BsrnEdgeError, InputError
 
-from .atomic import atomic_path
+from .atomic import atomic_file
 from .formats import FORMATS_HINT, TIFF_EXIF_TAGS, Picture, as_grey_rgb_rgba, check_size, picture
 from .pillow import pillow, read_with_pillow, tiff_exif
 
@@ -145,8 +145,8 @@ def write_tiff(arr: np.ndarray, dest: Path, icc: bytes | None, exif: bytes | Non
         kwargs["extrasamples"] = ("unassalpha",)
     if icc:
         kwargs["iccprofile"] = icc
-    with atomic_path(dest) as tmp:
-        tifffile.imwrite(tmp, arr, **kwargs)
+    with atomic_file(dest) as fh:
+        tifffile.imwrite(fh, arr, **kwargs)
 
 
 def _tiff_tags(exif: bytes | None) -> list[tuple[int, str, int, str, bool]]:
