@@ -77,9 +77,11 @@ def _profile(args: argparse.Namespace, min_size: int, tile: int) -> EngineProfil
     ).validate(min_size, "bsrn-export")
 
 
-def print_table(rows: list, file=sys.stdout) -> None:  # type: ignore[no-untyped-def]
+def print_table(rows: list, file=None) -> None:  # type: ignore[no-untyped-def]
     """One row per artifact: what it was compared with, the difference, PSNR-Y of the reference and of the artifact,
-    and over how many images (uint8 rows add B100 images to Set5's five, so their PSNR is not the float rows')."""
+    and over how many images (uint8 rows add B100 images to Set5's five, so their PSNR is not the float rows').
+    ``file``: default the standard output of the moment (not the one there was at import)."""
+    file = file or sys.stdout
     print("| artifact | precision | compared with | max abs diff | PSNR-Y reference | PSNR-Y artifact | images | result |",
           file=file)
     print("| --- | --- | --- | --- | --- | --- | --- | --- |", file=file)

@@ -222,3 +222,16 @@ def test_stream_refuses_a_later_frame_too_large_to_run_whole(bsrn_s_u8_export, l
     with pytest.raises(InputError, match=r"a 64×64 frame is too large to run whole here"):
         list(up.stream([small, large]))  # (the pipeline reads ahead: the error may come with an earlier frame)
     assert len(list(up.stream([small, small]))) == 2
+
+
+def test_the_export_table_goes_to_the_standard_output_of_the_moment(monkeypatch):
+    """print_table once bound sys.stdout at import: a stream captured then (and closed since) got the table."""
+    import io
+    import sys
+
+    from bsrn_edge.apps.export_cli import print_table
+
+    now = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", now)
+    print_table([])
+    assert now.getvalue().startswith("| artifact | precision |")
