@@ -20,15 +20,15 @@ from bsrn_edge._lazy import require
 from bsrn_edge.errors import BsrnEdgeError
 from bsrn_edge.imageio import RunLock, remove_partials, run_token
 
-from ..args import EXIT_FAILED, EXIT_OK, EXIT_USAGE, interrupt_word, interrupted_exit, restore_sigterm, terminate_raises
+from ..args import EXIT_OK, EXIT_USAGE, restore_sigterm, terminate_raises
 from ..batch import Tally, count_outcome, error_text, folder_stop, say, write_failure
 from ..distributed.manifest import MANIFEST_NAME, OUTCOME_OF_STATUS, Entry, ManifestLog, read_manifest, resume, write_manifest
 from ..distributed.plan import ActorShape, actor_shape, discover_inputs, plan_outputs
 from ..distributed.ray_job import WorkerOptions, cluster_resources, connect, run_on_ray
 from ..jobs import Job
 from .parser import image_options, name_suffix, video_options
+from .run import batch_exit, interrupted, usage_error
 from .run import open_upscaler as open_checked  # the single-machine model and --tile checks
-from .run import usage_error
 
 __all__ = ["run_command"]
 
@@ -122,8 +122,7 @@ def _run(todo: list[Job], jobs: list[Job], args: argparse.Namespace, options: Wo
         if todo:
             _on_cluster(todo, args, options, tally, entries, manifest)
     except KeyboardInterrupt as exc:
-        tally.stopped = f"{interrupt_word(exc)}; run the same command again to resume"
-        code = interrupted_exit(exc)
+        code = interrupted(tally, exc)
     except BsrnEdgeError as exc:  # found once connected: --device cuda on a cluster without GPUs
         print(f"bsrn-upscale: error: {exc}", file=sys.stderr)
         code = EXIT_USAGE
@@ -138,7 +137,7 @@ def _run(todo: list[Job], jobs: list[Job], args: argparse.Namespace, options: Wo
         _written_unheard(todo, entries, args.force, tally)
         _finish(manifest, jobs, entries, previous, tally)
     print(f"bsrn-upscale: {tally.summary()}; manifest: {manifest}", file=sys.stderr)
-    return code or (EXIT_FAILED if tally.failed or tally.stopped else EXIT_OK)
+    return batch_exit(tally, code)
 
 
 def run_command(args: argparse.Namespace) -> int:

@@ -185,9 +185,19 @@ def _run_images(args: argparse.Namespace) -> int:
             finally:
                 remove_partials(outputs)
     except KeyboardInterrupt as exc:
-        tally.stopped = f"{interrupt_word(exc)}; run the same command again to resume"
-        code = interrupted_exit(exc)
+        code = interrupted(tally, exc)
     print(f"bsrn-upscale: {tally.summary()}", file=sys.stderr)
+    return batch_exit(tally, code)
+
+
+def interrupted(tally: Tally, exc: KeyboardInterrupt) -> int:
+    """A batch stopped by Ctrl-C or SIGTERM: its reason in ``tally``, and the exit code it calls for."""
+    tally.stopped = f"{interrupt_word(exc)}; run the same command again to resume"
+    return interrupted_exit(exc)
+
+
+def batch_exit(tally: Tally, code: int) -> int:
+    """A batch's exit code: ``code`` when set (an interrupt, a usage error), else 1 for any failure or stop, else 0."""
     return code or (EXIT_FAILED if tally.failed or tally.stopped else EXIT_OK)
 
 
