@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from bsrn_edge.errors import NonFiniteOutputError
 from bsrn_edge.pixels import DTYPES, row_writer
 
+from .backends.base import nonfinite_error
 from .bands import banded_apply
 from .tiling import TilePlan
 
@@ -77,8 +77,7 @@ class DeviceTiler:
             self.dev = torch.device("cuda", dev.index) if dev.kind == "cuda" else torch.device("cpu")
         self.ops = TorchOps(torch, self.dev)
         # the error to raise when a batch's output holds NaN or inf (given the batch's input shape)
-        self.nonfinite = nonfinite or (lambda shape: NonFiniteOutputError(
-            f"{backend.name}: the network produced NaN or infinite values for tiles {'×'.join(map(str, shape))}"))
+        self.nonfinite = nonfinite or (lambda shape: nonfinite_error(backend.name, shape))
         self._local = threading.local()  # run_device's stream, one per thread (a backend keys its flag on it)
 
     def _reader(self, img: Any, plane: str, peak: float, is_float: bool) -> Callable[[int, int, int, int], Any]:

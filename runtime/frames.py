@@ -19,7 +19,7 @@ import numpy as np
 
 from bsrn_edge.errors import InputError, NonFiniteOutputError
 
-from .backends.base import DeviceBackend
+from .backends.base import FP16_ADVICE, DeviceBackend, nonfinite_error
 
 __all__ = ["FramePipeline", "NonFiniteOutputError", "device_of", "check_frame"]
 
@@ -99,11 +99,7 @@ class FramePipeline:
             if self.fallback is not None:
                 self.fallback(slot.h_in, slot.h_out)
                 return slot.h_out
-            h, w = slot.h_in.shape[:2]
-            raise NonFiniteOutputError(
-                f"{self.model} ({self.backend.name}): the network produced NaN or infinite values for a {h}×{w} "
-                "frame; nothing was returned. An FP16 model may overflow on this content: use the FP32 model "
-                "(precision='fp32', bsrn-upscale --fp32) or put the FP32 .onnx beside the FP16 one so the Upscaler can fall back")
+            raise nonfinite_error(f"{self.model} ({self.backend.name})", slot.h_in.shape[:2], FP16_ADVICE)
         return slot.h_out
 
     def run(self, frame: np.ndarray, out: np.ndarray) -> np.ndarray:

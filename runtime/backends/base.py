@@ -26,7 +26,7 @@ from bsrn_edge.errors import InputError, NonFiniteOutputError
 from bsrn_edge.meta import ModelMeta
 
 __all__ = ["Backend", "DeviceBackend", "check_batch", "check_pixels", "TileLimits", "pixel_layout", "ShapeCache",
-           "raise_if_nonfinite", "FiniteFlag"]
+           "raise_if_nonfinite", "nonfinite_error", "FP16_ADVICE", "FiniteFlag"]
 
 TileLimits = tuple[int, int]  # (min side, max side) an engine accepts; (min_size, 0) = unbounded
 
@@ -86,11 +86,21 @@ def pixel_layout(meta: ModelMeta) -> str:
     return meta.pixels
 
 
+#: what to do about a non-finite output of an FP16 model
+FP16_ADVICE = (" An FP16 model may overflow on this content: use the FP32 model (precision='fp32', bsrn-upscale --fp32) "
+               "or put the FP32 .onnx beside the FP16 one so the Upscaler can fall back")
+
+
+def nonfinite_error(source: object, shape: tuple[int, ...], advice: str = "") -> NonFiniteOutputError:
+    """The one wording of a network output with NaN or infinity (``shape``: the input's), whatever found it."""
+    return NonFiniteOutputError(f"{source}: the network produced NaN or infinite values for a {'×'.join(map(str, shape))} "
+                                f"input; nothing was returned (its image would be black or garbage).{advice}")
+
+
 def raise_if_nonfinite(flag: np.ndarray, source: object, shape: tuple[int, ...]) -> None:
     """Raise when a uint8-I/O graph's non-finite flag (:data:`~bsrn_edge.meta.NONFINITE_OUTPUT`) is set."""
     if float(np.max(flag)) != 0.0:
-        raise NonFiniteOutputError(f"{source}: the network produced NaN or infinite values for input "
-                                   f"{'×'.join(map(str, shape))}; its uint8 output would be garbage")
+        raise nonfinite_error(source, shape)
 
 
 def _check_sides(h: int, w: int, backend: Backend) -> None:

@@ -19,7 +19,7 @@ import numpy as np
 from bsrn_edge.errors import NonFiniteOutputError
 from bsrn_edge.pixels import row_writer, to_nchw, to_pixels
 
-from .base import Backend, TileLimits, pixel_layout
+from .base import FP16_ADVICE, Backend, TileLimits, nonfinite_error, pixel_layout
 
 __all__ = ["FallbackBackend"]
 
@@ -47,10 +47,8 @@ class FallbackBackend:
     def nonfinite(self, shape: tuple[int, ...]) -> NonFiniteOutputError:
         """The error for a non-finite output that nothing could replace (``shape``: the input's)."""
         m = self.meta
-        return NonFiniteOutputError(
-            f"{m.variant} ({self.name}, {m.precision}): the network produced NaN or infinite "
-            f"values for a {'×'.join(map(str, shape))} input; nothing was written. Check the checkpoint, or use the "
-            f"FP32 model{' (an FP16 model may overflow on this content)' if m.precision == 'fp16' else ''}")
+        return nonfinite_error(f"{m.variant} ({self.name}, {m.precision})", shape,
+                               FP16_ADVICE if m.precision == "fp16" else " Check the checkpoint.")
 
     def _fallback(self) -> Backend | None:
         if self.fp32_path is None or self.opener is None:

@@ -26,12 +26,12 @@ from typing import Any
 import numpy as np
 
 from bsrn_edge._lazy import require
-from bsrn_edge.errors import InputError, NonFiniteOutputError
+from bsrn_edge.errors import InputError
 from bsrn_edge.meta import NONFINITE_OUTPUT, ModelMeta
 
 from ..devices.base import device_pointer
 from ..model_info import read_engine_props
-from .base import FiniteFlag, check_batch, check_pixels
+from .base import FiniteFlag, check_batch, check_pixels, nonfinite_error
 
 __all__ = ["TensorRTBackend", "trt_dtype_to_numpy"]
 
@@ -140,10 +140,6 @@ class TensorRTBackend:
         self._context.set_tensor_address(self.flag, int(self._flags[key][0]))
         return self._flags[key]
 
-    def _nonfinite(self, shape: tuple[int, ...]) -> NonFiniteOutputError:
-        return NonFiniteOutputError(f"{self.path}: the network produced NaN or infinite values for input "
-                                    f"{'×'.join(map(str, shape))}; its uint8 output would be garbage")
-
     def _execute(self, shape: tuple[int, ...]) -> None:
         if not self._context.execute_async_v3(int(self._stream.handle)):
             raise InputError(f"{self.path}: TensorRT execution failed for input {shape}")
@@ -176,7 +172,7 @@ class TensorRTBackend:
                 self.cuda.memcpy_dtoh_async(flag[1], flag[0], self._stream)
             self._stream.synchronize()
             if flag is not None and not FiniteFlag(flag[1]):
-                raise self._nonfinite(tuple(x.shape))
+                raise nonfinite_error(self.path, tuple(x.shape))
             np.copyto(out, h_out, casting="unsafe")
 
     # -- DeviceBackend -------------------------------------------------------------------------
