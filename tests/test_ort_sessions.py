@@ -27,3 +27,39 @@ def test_one_session_per_shape_fixed_to_it_and_least_recently_used_dropped(bsrn_
     assert cache.shapes() == [a, c] and cache.get(a) is first
     cache.clear()
     assert len(cache) == 0
+
+
+def test_a_new_shape_is_built_once_and_blocks_no_other_shape() -> None:
+    """ShapeCache (both CPU backends' session caches): a thread whose shape is held does not wait for another shape's
+    build; two threads asking for one new shape build it once; a failed build is retried by the next caller."""
+    import threading
+
+    from bsrn_edge.runtime.backends.base import ShapeCache
+
+    release, started, built = threading.Event(), threading.Event(), []
+
+    def make(shape):
+        built.append(shape)
+        if shape == (9,):
+            started.set()
+            assert release.wait(10), "the slow build was never released"
+        if shape == (13,) and built.count((13,)) == 1:
+            raise RuntimeError("first build of 13 fails")
+        return f"item {shape}"
+
+    cache = ShapeCache(make, size=4)
+    assert cache.get((1,)) == "item (1,)"
+    results: list[str] = []
+    slow = [threading.Thread(target=lambda: results.append(cache.get((9,)))) for _ in range(2)]
+    for t in slow:
+        t.start()
+    assert started.wait(10)
+    assert cache.get((1,)) == "item (1,)"  # held: answered while (9,) is still being built
+    assert cache.get((2,)) == "item (2,)"  # another new shape is not queued behind (9,) either
+    release.set()
+    for t in slow:
+        t.join(10)
+    assert results == ["item (9,)", "item (9,)"] and built.count((9,)) == 1
+    with pytest.raises(RuntimeError, match="first build"):
+        cache.get((13,))
+    assert cache.get((13,)) == "item (13,)" and built.count((13,)) == 2

@@ -153,23 +153,38 @@ def check_pixels(shape: tuple[int, ...], out_shape: tuple[int, ...], backend: Ba
 
 class ShapeCache:
     """What ``make(shape)`` builds for each input shape (a session, a compiled model), at most ``size`` of them,
-    the least recently used dropped first. Thread-safe; ``make`` runs under the lock, once per shape."""
+    the least recently used dropped first. Thread-safe: ``make`` runs once per shape at a time, outside the cache's
+    lock, so a thread whose shape is held never waits for another shape's build (seconds on OpenVINO)."""
 
     def __init__(self, make: Callable[[tuple[int, ...]], Any], size: int = 4):
         self.make, self.size = make, max(0, size)
         self._items: OrderedDict[tuple[int, ...], Any] = OrderedDict()
+        self._building: dict[tuple[int, ...], threading.Event] = {}  # set when that shape's build ends
         self._lock = threading.Lock()
 
     def get(self, shape: tuple[int, ...]) -> Any:
-        """What was built for ``shape``, built on first use."""
-        with self._lock:
-            item = self._items.get(shape)
-            if item is None:
-                item = self._items[shape] = self.make(shape)
-            self._items.move_to_end(shape)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
+        """What was built for ``shape``, built on first use (a thread asking while it is built waits for it)."""
+        while True:
+            with self._lock:
+                if shape in self._items:
+                    self._items.move_to_end(shape)
+                    return self._items[shape]
+                building = self._building.get(shape)
+                if building is None:
+                    building = self._building[shape] = threading.Event()
+                    break
+            building.wait()  # then held, or the build failed and this thread tries it
+        try:
+            item = self.make(shape)
+            with self._lock:
+                self._items[shape] = item
+                while len(self._items) > self.size:
+                    self._items.popitem(last=False)
             return item
+        finally:
+            with self._lock:
+                del self._building[shape]
+            building.set()
 
     def __len__(self) -> int:
         return len(self._items)
