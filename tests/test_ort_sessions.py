@@ -63,3 +63,28 @@ def test_a_new_shape_is_built_once_and_blocks_no_other_shape() -> None:
     with pytest.raises(RuntimeError, match="first build"):
         cache.get((13,))
     assert cache.get((13,)) == "item (13,)" and built.count((13,)) == 2
+
+
+def test_a_build_under_way_when_the_cache_is_cleared_is_not_kept() -> None:
+    """A backend's close() clears its cache while another thread compiles: that compile is returned to its caller
+    but not kept, so nothing outlives the close."""
+    import threading
+
+    from bsrn_edge.runtime.backends.base import ShapeCache
+
+    release, started = threading.Event(), threading.Event()
+
+    def make(shape):
+        started.set()
+        assert release.wait(10), "the build was never released"
+        return f"item {shape}"
+
+    cache = ShapeCache(make)
+    got: list[str] = []
+    t = threading.Thread(target=lambda: got.append(cache.get((9,))))
+    t.start()
+    assert started.wait(10)
+    cache.clear()
+    release.set()
+    t.join(10)
+    assert got == ["item (9,)"] and len(cache) == 0 and cache.shapes() == []

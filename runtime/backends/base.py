@@ -160,6 +160,7 @@ class ShapeCache:
         self.make, self.size = make, max(0, size)
         self._items: OrderedDict[tuple[int, ...], Any] = OrderedDict()
         self._building: dict[tuple[int, ...], threading.Event] = {}  # set when that shape's build ends
+        self._cleared = 0  # clear() calls: a build that began before one is not kept
         self._lock = threading.Lock()
 
     def get(self, shape: tuple[int, ...]) -> Any:
@@ -172,12 +173,14 @@ class ShapeCache:
                 building = self._building.get(shape)
                 if building is None:
                     building = self._building[shape] = threading.Event()
+                    cleared = self._cleared
                     break
             building.wait()  # then held, or the build failed and this thread tries it
         try:
             item = self.make(shape)
             with self._lock:
-                self._items[shape] = item
+                if cleared == self._cleared:
+                    self._items[shape] = item
                 while len(self._items) > self.size:
                     self._items.popitem(last=False)
             return item
@@ -195,5 +198,7 @@ class ShapeCache:
             return list(self._items)
 
     def clear(self) -> None:
+        """Drop everything held, and what a build under way returns (after a backend's close, nothing is kept)."""
         with self._lock:
             self._items.clear()
+            self._cleared += 1
